@@ -1,0 +1,30 @@
+# Common commands. `make setup` on a new machine, then `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: setup synth synth-cli test lint validate imports bench clean
+
+setup:            ## install everything (venv, npm CLI, test servers) and synthesize dist/
+	tools/setup.sh
+	$(PY) main.py
+
+synth:            ## synthesize dist/ (CONFIG=config/production.yaml to choose a values file)
+	$(PY) main.py $(if $(CONFIG),--config $(CONFIG))
+
+synth-cli:        ## the same through the cdk8s CLI
+	$(if $(CONFIG),SENTRY_K8S_CONFIG=$(CONFIG)) tools/node_modules/.bin/cdk8s synth --no-check-upgrade
+
+test:             ## lint, then the whole test suite
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+lint:
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+imports:          ## regenerate imports/k8s offline
+	tools/import-k8s.sh
+
+clean:
+	rm -rf dist .dist.* .pytest_cache

@@ -1,0 +1,127 @@
+"""RedisBroker: Redis as Sentry's Celery broker and cache, with a password and AOF on a PVC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cdk8s_plus_27 as kplus
+
+from constructs import Construct
+from constructs.config import RedisConfig
+from constructs.naming import Component
+from constructs.secrets_store import REDIS_PASSWORD
+from constructs.workload import (
+    container_resources,
+    metadata,
+    patch,
+    pod_metadata,
+    seconds,
+    secret_env,
+    select,
+    service_for,
+    shell_command,
+    volume_claim_template,
+)
+
+REDIS_PORT = 6379
+# The redis image's own user; the data volume is made group-writable for it via fsGroup.
+REDIS_UID = 999
+
+
+@dataclass(frozen=True)
+class RedisBrokerProps:
+    """Props of RedisBroker."""
+
+    config: RedisConfig
+    """Image, storage and resources (defaults: see RedisConfig)."""
+    component: Component
+    """Names and labels of the Redis objects."""
+    secret: kplus.ISecret
+    """Secret holding `redis-password`."""
+    image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
+    """Pull policy; default IfNotPresent so minikube can use a preloaded image."""
+
+
+class RedisBroker(Construct):
+    """A one-replica Redis StatefulSet with a required password, AOF persistence and a Service.
+
+    The password is read from a Secret into the environment and written to a config
+    file by the start script: it never appears on a command line.
+    """
+
+    def __init__(self, scope: Construct, id: str, props: RedisBrokerProps) -> None:
+        super().__init__(scope, id)
+        comp = props.component
+        cfg = props.config
+        self.service = service_for(
+            self, comp, [kplus.ServicePort(name="redis", port=REDIS_PORT, target_port=REDIS_PORT)]
+        )
+        self.host = comp.name
+        self.port = REDIS_PORT
+
+        ping = ["/bin/sh", "-c", f"redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping | grep -q PONG"]
+        self.statefulset = kplus.StatefulSet(
+            self,
+            "statefulset",
+            metadata=metadata(comp),
+            pod_metadata=pod_metadata(comp),
+            select=False,
+            replicas=1,
+            service=self.service,
+            automount_service_account_token=False,
+            security_context=kplus.PodSecurityContextProps(
+                ensure_non_root=True, user=REDIS_UID, group=REDIS_UID, fs_group=REDIS_UID
+            ),
+            containers=[
+                kplus.ContainerProps(
+                    name="redis",
+                    image=cfg.image,
+                    image_pull_policy=props.image_pull_policy,
+                    command=shell_command("redis-server"),
+                    port_number=REDIS_PORT,
+                    env_variables={
+                        "REDIS_PASSWORD": secret_env(props.secret, REDIS_PASSWORD.key),
+                        # redis-cli reads the password from here, so probes pass no -a flag.
+                        "REDISCLI_AUTH": secret_env(props.secret, REDIS_PASSWORD.key),
+                        "REDIS_PORT": kplus.EnvValue.from_value(str(REDIS_PORT)),
+                        "REDIS_DATA_DIR": kplus.EnvValue.from_value("/data"),
+                    },
+                    resources=container_resources(cfg.resources),
+                    security_context=kplus.ContainerSecurityContextProps(
+                        ensure_non_root=True,
+                        user=REDIS_UID,
+                        group=REDIS_UID,
+                        read_only_root_filesystem=True,
+                        allow_privilege_escalation=False,
+                        privileged=False,
+                    ),
+                    startup=kplus.Probe.from_command(
+                        ping, period_seconds=seconds(2), failure_threshold=60, timeout_seconds=seconds(3)
+                    ),
+                    readiness=kplus.Probe.from_command(
+                        ping, period_seconds=seconds(5), failure_threshold=3, timeout_seconds=seconds(3)
+                    ),
+                    liveness=kplus.Probe.from_command(
+                        ping, period_seconds=seconds(10), failure_threshold=6, timeout_seconds=seconds(5)
+                    ),
+                    volume_mounts=[
+                        kplus.VolumeMount(
+                            path="/run/redis",
+                            volume=kplus.Volume.from_empty_dir(self, "run", "run"),
+                        )
+                    ],
+                )
+            ],
+        )
+        select(self.statefulset, comp)
+        # cdk8s-plus has no API for volumeClaimTemplates; the mount references the claim by name.
+        patch(
+            self.statefulset,
+            "/spec/volumeClaimTemplates",
+            [volume_claim_template("data", comp, cfg.storage.size, cfg.storage.storage_class, cfg.storage.access_mode)],
+        )
+        patch(
+            self.statefulset,
+            "/spec/template/spec/containers/0/volumeMounts/-",
+            {"name": "data", "mountPath": "/data"},
+        )

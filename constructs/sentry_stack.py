@@ -1,0 +1,72 @@
+"""SentryStack: composes the whole stack into three charts, one file each in dist/.
+
+- `00-namespace`: the Namespace, first, so `kubectl apply -f dist/` creates it before
+  anything that lives in it;
+- `10-secrets`: the Secret alone, so the rest of dist/ can be reviewed, diffed or
+  committed without secret material (absent with `secrets.existing_secret`);
+- `20-sentry`: everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+
+from constructs.config import StackConfig
+from constructs.namespace import SentryNamespace
+from constructs.naming import StackNames
+from constructs.postgres_with_backup import PostgresWithBackup, PostgresWithBackupProps
+from constructs.redis_broker import RedisBroker, RedisBrokerProps
+from constructs.stack_secrets import StackSecrets
+from constructs.workload import pull_policy
+
+
+class SentryStack:
+    """The full Sentry stack for one configuration and its resolved secret values.
+
+    Not a construct itself: its charts are direct children of the app, so each
+    synthesizes to a plainly named file (`dist/00-namespace.k8s.yaml`, ...).
+    """
+
+    def __init__(self, app: cdk8s.App, config: StackConfig, secret_values: Mapping[str, str]) -> None:
+        names = StackNames(config)
+        self.config = config
+        self.names = names
+
+        ns_chart = cdk8s.Chart(app, "00-namespace", disable_resource_name_hashes=True)
+        self.namespace = SentryNamespace(ns_chart, "namespace", config.namespace, names.namespace)
+
+        if secret_values:
+            secrets_chart = cdk8s.Chart(
+                app, "10-secrets", namespace=config.namespace, disable_resource_name_hashes=True
+            )
+            StackSecrets(secrets_chart, "secrets", names.secret_name, names.secrets, secret_values)
+
+        chart = cdk8s.Chart(app, "20-sentry", namespace=config.namespace, disable_resource_name_hashes=True)
+        self.chart = chart
+        # With existing_secret nothing is emitted above: workloads reference the user's Secret by name.
+        secret = kplus.Secret.from_secret_name(chart, "secret-ref", names.secret_name)
+
+        self.postgres = PostgresWithBackup(
+            chart,
+            "postgres",
+            PostgresWithBackupProps(
+                config=config.postgres,
+                component=names.postgres,
+                backup_component=names.backup,
+                secret=secret,
+                image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+            ),
+        )
+        self.redis = RedisBroker(
+            chart,
+            "redis",
+            RedisBrokerProps(
+                config=config.redis,
+                component=names.redis,
+                secret=secret,
+                image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+            ),
+        )

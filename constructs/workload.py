@@ -1,0 +1,153 @@
+"""Small helpers shared by the workload constructs.
+
+cdk8s-plus-27 has defaults that are wrong for this stack, and each helper here
+exists to override one of them in a single place:
+- containers without `resources` get 1 CPU / 512Mi requests: we always set them;
+- `imagePullPolicy` defaults to Always: we pass the configured policy;
+- a container with a port gets a 3-failure TCP startupProbe, which kills a slow
+  Sentry before it is up: we always give an explicit startup probe;
+- selectors use only the `cdk8s.io/metadata.addr` hash label: we select on the
+  standard `app.kubernetes.io/*` labels instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+
+from constructs import Construct
+from constructs.config import Resources
+from constructs.naming import Component
+from constructs.quantities import parse_cpu, parse_memory
+from imports import k8s
+
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
+
+
+def script(name: str) -> str:
+    """The text of a shell script shipped in constructs/scripts, embedded into a manifest."""
+    return (SCRIPTS_DIR / f"{name}.sh").read_text(encoding="utf-8")
+
+
+def shell_command(name: str) -> list[str]:
+    return ["/bin/sh", "-ec", script(name)]
+
+
+def bash_command(name: str) -> list[str]:
+    """For scripts that need bash (pipefail); the postgres and sentry images have it."""
+    return ["/bin/bash", "-c", script(name)]
+
+
+def container_resources(res: Resources) -> kplus.ContainerResources:
+    return kplus.ContainerResources(
+        cpu=kplus.CpuResources(
+            request=kplus.Cpu.millis(parse_cpu(res.requests.cpu)),
+            limit=kplus.Cpu.millis(parse_cpu(res.limits.cpu)),
+        ),
+        memory=kplus.MemoryResources(
+            request=cdk8s.Size.mebibytes(parse_memory(res.requests.memory) // 2**20),
+            limit=cdk8s.Size.mebibytes(parse_memory(res.limits.memory) // 2**20),
+        ),
+    )
+
+
+# Init containers only run a wait loop; tiny requests keep the pod's effective
+# request (max of init containers vs. sum of app containers) unchanged.
+WAIT_RESOURCES = Resources.model_validate(
+    {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+)
+
+
+def pull_policy(policy: str) -> kplus.ImagePullPolicy:
+    return {
+        "IfNotPresent": kplus.ImagePullPolicy.IF_NOT_PRESENT,
+        "Always": kplus.ImagePullPolicy.ALWAYS,
+        "Never": kplus.ImagePullPolicy.NEVER,
+    }[policy]
+
+
+def metadata(component: Component, name: str | None = None, **annotations: str) -> cdk8s.ApiObjectMetadata:
+    return cdk8s.ApiObjectMetadata(
+        name=name or component.name,
+        labels=component.labels,
+        annotations=dict(annotations) or None,
+    )
+
+
+def pod_metadata(component: Component, annotations: Mapping[str, str] | None = None) -> cdk8s.ApiObjectMetadata:
+    return cdk8s.ApiObjectMetadata(labels=component.labels, annotations=dict(annotations or {}) or None)
+
+
+ADDR_LABEL_PATH = "cdk8s.io~1metadata.addr"  # JSON-pointer form of cdk8s's hash label
+
+
+def select(workload: kplus.Deployment | kplus.StatefulSet, component: Component) -> None:
+    """Select pods by the stable standard labels (see naming.py)."""
+    workload.select(kplus.LabelSelector.of(labels=component.selector_labels))
+
+
+def service_for(
+    scope: Construct,
+    component: Component,
+    ports: Sequence[kplus.ServicePort],
+    service_type: kplus.ServiceType = kplus.ServiceType.CLUSTER_IP,
+    name: str | None = None,
+) -> kplus.Service:
+    service = kplus.Service(scope, "service", metadata=metadata(component, name), ports=list(ports), type=service_type)
+    for key, value in component.selector_labels.items():
+        service.select_label(key, value)
+    # Binding a StatefulSet to its Service adds the hash label to the selector; the
+    # standard labels above already select exactly these pods.
+    cdk8s.ApiObject.of(service).add_json_patch(cdk8s.JsonPatch.remove(f"/spec/selector/{ADDR_LABEL_PATH}"))
+    return service
+
+
+def secret_env(secret: kplus.ISecret, key: str) -> kplus.EnvValue:
+    return kplus.EnvValue.from_secret_value(kplus.SecretValue(secret=secret, key=key))
+
+
+def plain_env(values: Mapping[str, str]) -> dict[str, kplus.EnvValue]:
+    return {k: kplus.EnvValue.from_value(v) for k, v in values.items()}
+
+
+def seconds(value: int) -> cdk8s.Duration:
+    return cdk8s.Duration.seconds(value)
+
+
+def patch(construct: Construct, path: str, value: object) -> None:
+    """Set a field cdk8s-plus has no API for (e.g. volumeClaimTemplates, seccompProfile)."""
+    cdk8s.ApiObject.of(construct).add_json_patch(cdk8s.JsonPatch.add(path, value))
+
+
+def volume_claim_template(
+    name: str, comp: Component, size: str, storage_class: str | None, access_mode: str
+) -> dict[str, object]:
+    """A claim template for a JSON patch (cdk8s-plus has no API for it). The size must
+    be a k8s.Quantity: a plain string here is silently synthesized as `storage: null`."""
+    spec: dict[str, object] = {
+        "accessModes": [access_mode],
+        "resources": {"requests": {"storage": k8s.Quantity.from_string(size)}},
+    }
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"metadata": {"name": name, "labels": comp.labels}, "spec": spec}
+
+
+_CRON_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def cron(expression: str) -> cdk8s.Cron:
+    """A validated five-field schedule (config.py checks it) as a cdk8s Cron."""
+    minute, hour, day, month, week_day = _CRON_MACROS.get(expression, expression).split()
+    return cdk8s.Cron.schedule(minute=minute, hour=hour, day=day, month=month, week_day=week_day)

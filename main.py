@@ -1,0 +1,89 @@
+"""Synthesize the Sentry stack to plain Kubernetes YAML in dist/.
+
+Used by `cdk8s synth` (see cdk8s.yaml) and directly as `python main.py`.
+The values file is chosen with `--config FILE` or SENTRY_K8S_CONFIG
+(default: config/minikube.yaml). Output goes to a temporary folder first and
+replaces dist/ only when everything succeeded, so bad input never leaves a
+half-written or empty dist/ behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
+
+
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("SENTRY_K8S_CONFIG", DEFAULT_CONFIG)),
+        help="values file (default: $SENTRY_K8S_CONFIG or config/minikube.yaml)",
+    )
+    parser.add_argument(
+        "--outdir",
+        type=Path,
+        default=Path(os.environ.get("CDK8S_OUTDIR", PROJECT_DIR / "dist")),
+        help="output folder (default: $CDK8S_OUTDIR or dist/)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print no summary")
+    return parser.parse_args(argv)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap `new` into place of `target` with renames, so `target` is never half-written."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(sys.argv[1:] if argv is None else argv)
+    # Imported here so that `--help` and argument errors answer without starting node.
+    from constructs.secrets_store import SECRETS_FILE_ENV, SecretsError, default_secrets_file, resolve_secrets
+    from constructs.values import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+        secrets_path = Path(os.environ.get(SECRETS_FILE_ENV) or default_secrets_file(config, PROJECT_DIR))
+        resolved = resolve_secrets(config, secrets_path)
+    except (ConfigError, SecretsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print("dist/ was left unchanged.", file=sys.stderr)
+        return 2
+
+    import cdk8s
+
+    from constructs.sentry_stack import SentryStack
+    from constructs.summary import summary
+
+    outdir = args.outdir.resolve()
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; dist/ holds no secret-only files
+    try:
+        app = cdk8s.App(outdir=str(staging))
+        SentryStack(app, config, resolved.values)
+        app.synth()
+        _replace_dir(staging, outdir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not args.quiet:
+        print(summary(config, outdir), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Shared fixtures: synthesize the stack in-process into temporary folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+import main
+from constructs.secrets_store import ALL_KEYS
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
+
+# Fixed, recognisable values so the snapshot is stable and leaks are easy to find.
+TEST_SECRETS: dict[str, str] = {
+    "postgres-password": "pg-test-secret-7f3a9c",
+    "redis-password": "redis-test-secret-41d0e8",
+    "sentry-secret-key": "sentry-key-test-secret-9b27c4d1e0",
+    "admin-password": "admin-test-secret-55aa",
+}
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith("SENTRY_K8S_")]:
+        del os.environ[key]
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def secret_env(secrets: Mapping[str, str]) -> dict[str, str]:
+    by_key = {k.key: k for k in ALL_KEYS}
+    return {by_key[name].env_var: value for name, value in secrets.items()}
+
+
+@dataclass
+class Dist:
+    """A synthesized output folder and its parsed objects."""
+
+    path: Path
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted(self.path.glob("*.yaml"))
+
+    @property
+    def objects(self) -> list[dict]:
+        docs: list[dict] = []
+        for file in self.files:
+            docs += [d for d in yaml.safe_load_all(file.read_text(encoding="utf-8")) if d]
+        return docs
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> dict:
+        matches = [o for o in self.of_kind(kind) if o["metadata"]["name"] == name]
+        assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
+        return matches[0]
+
+    def text(self) -> str:
+        return "".join(f.read_text(encoding="utf-8") for f in self.files)
+
+
+def synth(
+    tmp: Path,
+    values: str | None = None,
+    secrets: Mapping[str, str] | None = TEST_SECRETS,
+    extra_env: Mapping[str, str] | None = None,
+    outdir: Path | None = None,
+) -> tuple[int, Dist]:
+    """Run main.py's synthesis in-process; `values` is YAML text (None: config/minikube.yaml)."""
+    config = DEFAULT_CONFIG
+    if values is not None:
+        config = tmp / "values.yaml"
+        config.write_text(values, encoding="utf-8")
+    out = outdir or tmp / "dist"
+    env = {"SENTRY_K8S_SECRETS_FILE": str(tmp / "secrets.yaml"), **secret_env(secrets or {}), **(extra_env or {})}
+    with environment(env):
+        code = main.main(["--config", str(config), "--outdir", str(out), "--quiet"])
+    return code, Dist(out)
+
+
+@pytest.fixture(scope="session")
+def default_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    code, dist = synth(tmp_path_factory.mktemp("default"))
+    assert code == 0
+    return dist
+
+
+def pod_specs(obj: dict) -> list[dict]:
+    """The pod spec(s) inside a workload object, whatever its kind."""
+    spec = obj.get("spec", {})
+    if obj["kind"] in {"Deployment", "StatefulSet", "Job", "DaemonSet"}:
+        return [spec["template"]["spec"]]
+    if obj["kind"] == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    if obj["kind"] == "Pod":
+        return [spec]
+    return []
+
+
+def all_containers(obj: dict) -> list[dict]:
+    found: list[dict] = []
+    for spec in pod_specs(obj):
+        found += spec.get("initContainers", []) + spec.get("containers", [])
+    return found
