@@ -16,6 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+# jsii prints a large end-of-life banner on Node 20 (the version Debian 12 and the
+# build machines ship); it has no effect on other Node versions.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
 PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
 

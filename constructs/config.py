@@ -125,14 +125,33 @@ class SecretsConfig(Model):
 
 
 class OffsiteBackup(Model):
+    """A copy of each verified dump in S3-compatible storage, made by the backup Job itself."""
+
     enabled: bool = Field(default=False, description="Also copy each verified dump to S3-compatible storage.")
-    image: Image = Field(default="amazon/aws-cli:2.15.30", description="Image with the aws CLI.")
-    bucket: str = Field(default="", description="Bucket name (required when enabled).")
-    prefix: str = Field(default="sentry-postgres/", description="Key prefix inside the bucket.")
-    endpoint_url: str = Field(default="", description="S3 endpoint for non-AWS storage (MinIO, Ceph); empty for AWS.")
+    image: Image = Field(
+        default="amazon/aws-cli:2.15.30", description="Image with the aws CLI (pin a tag, or a digest with @sha256:)."
+    )
+    bucket: str = Field(
+        default="",
+        pattern=r"^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket name (required when enabled).",
+    )
+    prefix: str = Field(
+        default="sentry-postgres/",
+        pattern=r"^$|^[^/\s][^\s]*/$",
+        description="Key prefix inside the bucket: empty, or ending in '/' and not starting with one.",
+    )
+    endpoint_url: str = Field(
+        default="",
+        pattern=r"^$|^https?://[^\s]+$",
+        description="S3 endpoint for non-AWS storage (MinIO, Ceph); empty for AWS.",
+    )
     region: str = Field(default="us-east-1", description="Bucket region.")
     access_key_id: str = Field(
         default="", description="Access key id (not secret); the secret key lives in the Secret."
+    )
+    resources: Resources = Field(
+        default_factory=lambda: resources("50m", "128Mi", "500m", "512Mi"), description="The upload container."
     )
 
     @model_validator(mode="after")
@@ -144,16 +163,54 @@ class OffsiteBackup(Model):
         return self
 
 
+DUMP_FILE_PATTERN = r"^sentry-[0-9]{8}T[0-9]{6}Z\.sql\.gz$"
+
+
+class RestoreConfig(Model):
+    """The on-demand restore Job (see the README's restore runbook)."""
+
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Synthesize the restore Job into dist/90-restore.k8s.yaml. It replaces every database "
+            "with the dump: stop Sentry first, and turn this off again afterwards."
+        ),
+    )
+    file: Annotated[str, Field(pattern=rf"^latest$|{DUMP_FILE_PATTERN}")] = Field(
+        default="latest",
+        description="'latest' (the newest dump on the backup volume) or a dump's file name, "
+        "e.g. sentry-20240101T030000Z.sql.gz.",
+    )
+    wait_for_clients_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="How long the Job waits for other database sessions to end before it refuses to restore.",
+    )
+    active_deadline_seconds: int = Field(default=6 * 3600, ge=300, description="Kill a restore that takes longer.")
+    resources: Resources = Field(default_factory=lambda: resources("100m", "64Mi", "1", "256Mi"))
+
+
 class BackupConfig(Model):
     enabled: bool = Field(default=True, description="Run the backup CronJob.")
     schedule: CronSchedule = Field(default="0 3 * * *", description="Cron schedule, UTC.")
     keep: int = Field(default=7, ge=1, le=1000, description="How many verified dumps to keep (the newest N).")
+    compression_level: int = Field(
+        default=6, ge=1, le=9, description="gzip level: 1 is fastest, 9 smallest (see tools/bench_backup.py)."
+    )
     starting_deadline_seconds: int = Field(default=3600, ge=60, description="How late a missed run may still start.")
     active_deadline_seconds: int = Field(default=3 * 3600, ge=60, description="Kill a run that takes longer.")
     backoff_limit: int = Field(default=2, ge=0, le=10, description="Retries of a failed run.")
     storage: Storage = Field(default_factory=lambda: Storage(size="8Gi"), description="Backup volume.")
     resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "500m", "256Mi"))
     offsite: OffsiteBackup = Field(default_factory=OffsiteBackup)
+    restore: RestoreConfig = Field(default_factory=RestoreConfig)
+
+    @model_validator(mode="after")
+    def _restore_needs_the_backup_volume(self) -> BackupConfig:
+        if self.restore.enabled and not self.enabled:
+            raise ValueError("restore reads the backup volume: it needs backup.enabled: true")
+        return self
 
 
 class PostgresConfig(Model):
@@ -208,7 +265,7 @@ class MigrationsConfig(Model):
     resources: Resources = Field(
         # The request is what the scheduler reserves; the limit is what `sentry upgrade`
         # may use (about 3 GB). See the README's capacity section for the arithmetic.
-        default_factory=lambda: resources("200m", "600Mi", "1", "3200Mi"),
+        default_factory=lambda: resources("100m", "600Mi", "1", "3200Mi"),
     )
     backoff_limit: int = Field(default=3, ge=0, le=10)
     active_deadline_seconds: int = Field(default=3600, ge=300)

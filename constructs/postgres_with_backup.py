@@ -1,4 +1,13 @@
-"""PostgresWithBackup: PostgreSQL for Sentry, and a CronJob that dumps it to its own volume."""
+"""PostgreSQL for Sentry, a CronJob that dumps it to its own volume, and an on-demand restore.
+
+- PostgresWithBackup: the StatefulSet and Service; with `backup.enabled`, the backup
+  volume and a CronJob running constructs/scripts/postgres-backup.sh (verified,
+  compressed dumps of every database and role; retention), and with
+  `backup.offsite.enabled` a second step copying each new dump to S3.
+- PostgresRestore: a Job running constructs/scripts/postgres-restore.sh, which
+  replaces the databases with a dump from the backup volume. SentryStack puts it in
+  its own chart (dist/90-restore.k8s.yaml) and only when `backup.restore.enabled`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,7 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 from constructs.config import PostgresConfig
 from constructs.naming import Component
-from constructs.secrets_store import POSTGRES_PASSWORD
+from constructs.secrets_store import POSTGRES_PASSWORD, S3_SECRET_ACCESS_KEY
 from constructs.workload import (
     bash_command,
     container_resources,
@@ -35,6 +44,9 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 # refuses a non-empty directory.
 PGDATA = f"{DATA_MOUNT}/pgdata"
 BACKUP_MOUNT = "/backups"
+# Both scripts start in this database: pg_dumpall reads the roles there, and a
+# restore must start in a database the dump does not drop while connected to it.
+MAINTENANCE_DB = "postgres"
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,9 @@ class PostgresWithBackup(Construct):
             self.backup_claim = self._backup_claim()
             self.backup = self._backup_cronjob()
 
-    def client_env(self, database: str | None = None) -> dict[str, kplus.EnvValue]:
-        """libpq environment for a client of this server; the password comes from the Secret."""
+    def client_env(self, database: str | None = None, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
+        """libpq environment for a client of this server; the password comes from the Secret
+        (`secret`: the same Secret as seen from another chart)."""
         return {
             **plain_env(
                 {
@@ -100,8 +113,13 @@ class PostgresWithBackup(Construct):
                     "PGDATABASE": database or self.database,
                 }
             ),
-            "PGPASSWORD": secret_env(self.props.secret, POSTGRES_PASSWORD.key),
+            "PGPASSWORD": secret_env(secret or self.props.secret, POSTGRES_PASSWORD.key),
         }
+
+    @property
+    def backup_claim_name(self) -> str:
+        """The PersistentVolumeClaim holding the dumps (exists with backup.enabled)."""
+        return self.props.backup_component.name
 
     def _statefulset(self) -> kplus.StatefulSet:
         comp, cfg = self.props.component, self.props.config
@@ -176,9 +194,32 @@ class PostgresWithBackup(Construct):
 
     def _backup_cronjob(self) -> kplus.CronJob:
         comp, cfg = self.props.backup_component, self.props.config
-        backup = cfg.backup
+        backup, offsite = cfg.backup, cfg.backup.offsite
         claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", self.backup_claim.name)
-        job = kplus.CronJob(
+        backups = kplus.Volume.from_persistent_volume_claim(self, "backups", claim, name="backups")
+        dump = kplus.ContainerProps(
+            name="backup",
+            image=cfg.image,
+            image_pull_policy=self.props.image_pull_policy,
+            command=bash_command("postgres-backup"),
+            env_variables={
+                **self.client_env(database=MAINTENANCE_DB),
+                **plain_env(
+                    {
+                        "BACKUP_DIR": BACKUP_MOUNT,
+                        "BACKUP_KEEP": str(backup.keep),
+                        "BACKUP_GZIP_LEVEL": str(backup.compression_level),
+                    }
+                ),
+            },
+            resources=container_resources(backup.resources),
+            security_context=postgres_security(),
+            volume_mounts=[kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups)],
+        )
+        # With an offsite copy the dump runs first, as the init container, and the upload
+        # only starts once the dump is complete and verified; the Job fails if either does.
+        steps = [dump, self._offsite_container(backups)] if offsite.enabled else [dump]
+        return kplus.CronJob(
             self,
             "backup",
             metadata=metadata(comp),
@@ -186,6 +227,7 @@ class PostgresWithBackup(Construct):
             select=False,
             schedule=cron(backup.schedule),
             time_zone="Etc/UTC",
+            # A second run would start while the first still holds locks and disk space.
             concurrency_policy=kplus.ConcurrencyPolicy.FORBID,
             # cdk8s-plus defaults to 10 s, which silently skips a run whenever the
             # controller is a little late (e.g. after a node restart).
@@ -199,25 +241,112 @@ class PostgresWithBackup(Construct):
             security_context=kplus.PodSecurityContextProps(
                 ensure_non_root=True, user=POSTGRES_UID, group=POSTGRES_UID, fs_group=POSTGRES_UID
             ),
+            init_containers=steps[:-1],
+            containers=steps[-1:],
+        )
+
+    def _offsite_container(self, backups: kplus.Volume) -> kplus.ContainerProps:
+        offsite = self.props.config.backup.offsite
+        return kplus.ContainerProps(
+            name="offsite",
+            image=offsite.image,
+            image_pull_policy=self.props.image_pull_policy,
+            command=bash_command("postgres-backup-offsite"),
+            env_variables={
+                **plain_env(
+                    {
+                        "BACKUP_DIR": BACKUP_MOUNT,
+                        "S3_BUCKET": offsite.bucket,
+                        "S3_PREFIX": offsite.prefix,
+                        "S3_ENDPOINT_URL": offsite.endpoint_url,
+                        "AWS_ACCESS_KEY_ID": offsite.access_key_id,
+                        "AWS_DEFAULT_REGION": offsite.region,
+                        # No instance-metadata lookups: the credentials come from the env.
+                        "AWS_EC2_METADATA_DISABLED": "true",
+                        # The image's home is not writable with a read-only root file system.
+                        "HOME": "/tmp",
+                    }
+                ),
+                "AWS_SECRET_ACCESS_KEY": secret_env(self.props.secret, S3_SECRET_ACCESS_KEY.key),
+            },
+            resources=container_resources(offsite.resources),
+            security_context=postgres_security(),
+            volume_mounts=[
+                kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups, read_only=True),
+                kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "offsite-tmp", "tmp")),
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class PostgresRestoreProps:
+    """Props of PostgresRestore."""
+
+    postgres: PostgresWithBackup
+    """The server to restore into, and whose backup volume holds the dumps."""
+    component: Component
+    """Names and labels of the restore Job."""
+    secret: kplus.ISecret
+    """Secret holding `postgres-password` (as seen from the restore's chart)."""
+
+
+class PostgresRestore(Construct):
+    """A Job that restores a dump from the backup volume into the running server.
+
+    It replaces every database and role the dump holds, so it is synthesized only on
+    demand, into a chart of its own; see the README's restore runbook. The Job never
+    retries (a failed restore wants a person), has no TTL (a finished Job stays, so
+    re-applying the same manifest does not restore again), mounts the backups
+    read-only, and refuses to start while other clients are connected.
+    """
+
+    def __init__(self, scope: Construct, id: str, props: PostgresRestoreProps) -> None:
+        super().__init__(scope, id)
+        postgres, comp = props.postgres, props.component
+        cfg = postgres.props.config
+        restore = cfg.backup.restore
+        claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", postgres.backup_claim_name)
+        self.job = kplus.Job(
+            self,
+            "job",
+            metadata=metadata(comp),
+            pod_metadata=pod_metadata(comp),
+            select=False,
+            backoff_limit=0,
+            active_deadline=seconds(restore.active_deadline_seconds),
+            restart_policy=kplus.RestartPolicy.NEVER,
+            automount_service_account_token=False,
+            security_context=kplus.PodSecurityContextProps(
+                ensure_non_root=True, user=POSTGRES_UID, group=POSTGRES_UID, fs_group=POSTGRES_UID
+            ),
             containers=[
                 kplus.ContainerProps(
-                    name="backup",
+                    name="restore",
                     image=cfg.image,
-                    image_pull_policy=self.props.image_pull_policy,
-                    command=bash_command("postgres-backup"),
+                    image_pull_policy=postgres.props.image_pull_policy,
+                    command=bash_command("postgres-restore"),
                     env_variables={
-                        **self.client_env(database="postgres"),
-                        **plain_env({"BACKUP_DIR": BACKUP_MOUNT, "BACKUP_KEEP": str(backup.keep)}),
+                        **postgres.client_env(database=MAINTENANCE_DB, secret=props.secret),
+                        **plain_env(
+                            {
+                                "BACKUP_DIR": BACKUP_MOUNT,
+                                "RESTORE_FILE": restore.file,
+                                "RESTORE_WAIT_SECONDS": str(restore.wait_for_clients_seconds),
+                            }
+                        ),
                     },
-                    resources=container_resources(backup.resources),
+                    resources=container_resources(restore.resources),
                     security_context=postgres_security(),
                     volume_mounts=[
                         kplus.VolumeMount(
                             path=BACKUP_MOUNT,
-                            volume=kplus.Volume.from_persistent_volume_claim(self, "backups", claim, name="backups"),
-                        )
+                            volume=kplus.Volume.from_persistent_volume_claim(
+                                self, "backups", claim, name="backups", read_only=True
+                            ),
+                            read_only=True,
+                        ),
+                        kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "tmp", "tmp")),
                     ],
                 )
             ],
         )
-        return job

@@ -4,7 +4,9 @@
   anything that lives in it;
 - `10-secrets`: the Secret alone, so the rest of dist/ can be reviewed, diffed or
   committed without secret material (absent with `secrets.existing_secret`);
-- `20-sentry`: everything else.
+- `20-sentry`: everything else;
+- `90-restore`: the PostgreSQL restore Job, only with `postgres.backup.restore.enabled`
+  (it replaces the databases: see the README's restore runbook).
 """
 
 from __future__ import annotations
@@ -17,8 +19,19 @@ import cdk8s_plus_27 as kplus
 from constructs.config import StackConfig
 from constructs.namespace import SentryNamespace
 from constructs.naming import StackNames
-from constructs.postgres_with_backup import PostgresWithBackup, PostgresWithBackupProps
+from constructs.postgres_with_backup import (
+    PostgresRestore,
+    PostgresRestoreProps,
+    PostgresWithBackup,
+    PostgresWithBackupProps,
+)
 from constructs.redis_broker import RedisBroker, RedisBrokerProps
+from constructs.sentry_cleanup import SentryCleanup, SentryCleanupProps
+from constructs.sentry_cron import SentryCron, SentryCronProps
+from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
+from constructs.sentry_runtime import SentryRuntime, SentryRuntimeProps
+from constructs.sentry_web import SentryWeb, SentryWebProps
+from constructs.sentry_worker import SentryWorker, SentryWorkerProps
 from constructs.stack_secrets import StackSecrets
 from constructs.workload import pull_policy
 
@@ -70,3 +83,60 @@ class SentryStack:
                 image_pull_policy=pull_policy(config.sentry.image_pull_policy),
             ),
         )
+        sentry = config.sentry
+        ingress = sentry.web.ingress
+        self.runtime = SentryRuntime(
+            chart,
+            "sentry",
+            SentryRuntimeProps(
+                config=sentry,
+                config_component=names.sentry("config"),
+                filestore_component=names.sentry("filestore"),
+                postgres=self.postgres,
+                redis=self.redis,
+                secret=secret,
+                use_ssl=ingress.enabled and bool(ingress.tls_secret),
+            ),
+        )
+        self.migrations = SentryMigrations(
+            chart,
+            "migrations",
+            SentryMigrationsProps(
+                config=sentry.migrations,
+                component=names.sentry("migrations"),
+                runtime=self.runtime,
+                admin_email=sentry.admin_email,
+            ),
+        )
+        self.web = SentryWeb(
+            chart, "web", SentryWebProps(config=sentry.web, component=names.sentry("web"), runtime=self.runtime)
+        )
+        self.worker = SentryWorker(
+            chart,
+            "worker",
+            SentryWorkerProps(config=sentry.worker, component=names.sentry("worker"), runtime=self.runtime),
+        )
+        self.cron = SentryCron(
+            chart, "cron", SentryCronProps(config=sentry.cron, component=names.sentry("cron"), runtime=self.runtime)
+        )
+        if sentry.cleanup.enabled:
+            SentryCleanup(
+                chart,
+                "cleanup",
+                SentryCleanupProps(config=sentry.cleanup, component=names.sentry("cleanup"), runtime=self.runtime),
+            )
+
+        backup = config.postgres.backup
+        if backup.enabled and backup.restore.enabled:
+            restore_chart = cdk8s.Chart(
+                app, "90-restore", namespace=config.namespace, disable_resource_name_hashes=True
+            )
+            PostgresRestore(
+                restore_chart,
+                "restore",
+                PostgresRestoreProps(
+                    postgres=self.postgres,
+                    component=names.restore,
+                    secret=kplus.Secret.from_secret_name(restore_chart, "secret-ref", names.secret_name),
+                ),
+            )

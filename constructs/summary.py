@@ -7,21 +7,45 @@ from pathlib import Path
 
 import yaml
 
+from constructs.capacity import MI, MINIKUBE_BUDGET, stack_requests
 from constructs.config import StackConfig
 
 
 def summary(config: StackConfig, outdir: Path) -> str:
-    kinds: Counter[str] = Counter()
-    images: set[str] = set()
-    for path in sorted(outdir.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if doc:
-                kinds[doc["kind"]] += 1
-                images.update(_images(doc))
+    objects = [
+        doc
+        for path in sorted(outdir.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8"))
+        if doc
+    ]
+    kinds = Counter(doc["kind"] for doc in objects)
+    images = set().union(*(_images(doc) for doc in objects))
+    total = stack_requests(objects)
+    budget = MINIKUBE_BUDGET
+    ns, web = config.namespace, f"{config.release}-web"
+    secret = config.secrets.existing_secret or f"{config.release}-secrets"
     lines = [f"synthesized {sum(kinds.values())} objects into {outdir}:"]
     lines += [f"  {count:3d} {kind}" for kind, count in sorted(kinds.items())]
-    lines.append("images: " + ", ".join(sorted(images)))
-    lines.append(f"next: kubectl apply -f {outdir.name}/ && kubectl -n {config.namespace} get pods -w")
+    lines += [
+        "images: " + ", ".join(sorted(images)),
+        f"requests (all pods at once, incl. jobs and one rollout surge pod): cpu {total.cpu_m}m, "
+        f"memory {total.memory // MI}Mi; a minikube node (--memory=4000mb --cpus=2) has about "
+        f"{budget.cpu_m}m / {budget.memory // MI}Mi left after its control plane "
+        f"({100 * total.cpu_m // budget.cpu_m}% / {100 * total.memory // budget.memory}%)",
+        "next:",
+        f"  kubectl apply -f {outdir.name}/",
+        f"  kubectl -n {ns} get pods -w        # migrations take a few minutes on first start",
+        f"  kubectl -n {ns} rollout status deployment/{web}",
+    ]
+    if config.sentry.web.service_type == "NodePort":
+        lines.append(
+            f"  open http://$(minikube ip):{config.sentry.web.node_port}/auth/login/sentry/"
+            f"   (or: minikube service -n {ns} {web} --url)"
+        )
+    lines += [
+        f"  login: {config.sentry.admin_email}, password:",
+        f"  kubectl -n {ns} get secret {secret} -o jsonpath='{{.data.admin-password}}' | base64 -d; echo",
+    ]
     return "\n".join(lines)
 
 

@@ -151,3 +151,20 @@ def cron(expression: str) -> cdk8s.Cron:
     """A validated five-field schedule (config.py checks it) as a cdk8s Cron."""
     minute, hour, day, month, week_day = _CRON_MACROS.get(expression, expression).split()
     return cdk8s.Cron.schedule(minute=minute, hour=hour, day=day, month=month, week_day=week_day)
+
+
+def disruption_budget(scope: Construct, component: Component) -> k8s.KubePodDisruptionBudget:
+    """At most one pod of the component down at a time for voluntary disruptions (drains).
+
+    maxUnavailable rather than minAvailable: with a single replica, minAvailable 1
+    would block every node drain forever.
+    """
+    return k8s.KubePodDisruptionBudget(
+        scope,
+        "disruption-budget",
+        metadata=k8s.ObjectMeta(name=component.name, labels=component.labels),
+        spec=k8s.PodDisruptionBudgetSpec(
+            max_unavailable=k8s.IntOrString.from_number(1),
+            selector=k8s.LabelSelector(match_labels=component.selector_labels),
+        ),
+    )

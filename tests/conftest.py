@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import main
+from constructs.capacity import pod_specs
 from constructs.secrets_store import ALL_KEYS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -99,20 +100,27 @@ def default_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
     return dist
 
 
-def pod_specs(obj: dict) -> list[dict]:
-    """The pod spec(s) inside a workload object, whatever its kind."""
-    spec = obj.get("spec", {})
-    if obj["kind"] in {"Deployment", "StatefulSet", "Job", "DaemonSet"}:
-        return [spec["template"]["spec"]]
-    if obj["kind"] == "CronJob":
-        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
-    if obj["kind"] == "Pod":
-        return [spec]
-    return []
-
-
 def all_containers(obj: dict) -> list[dict]:
     found: list[dict] = []
     for spec in pod_specs(obj):
         found += spec.get("initContainers", []) + spec.get("containers", [])
     return found
+
+
+def find_container(obj: dict, name: str) -> dict:
+    matches = [c for c in all_containers(obj) if c["name"] == name]
+    assert len(matches) == 1, f"{obj['metadata']['name']} has {len(matches)} containers named {name}"
+    return matches[0]
+
+
+def manifest_env(container: dict, secrets: Mapping[str, str] = TEST_SECRETS, **overrides: str) -> dict[str, str]:
+    """The environment a container gets from its manifest, with secretKeyRefs resolved
+    from the test secrets; `overrides` replace values that must point at test servers."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            env[item["name"]] = secrets[item["valueFrom"]["secretKeyRef"]["key"]]
+    env.update(overrides)
+    return env

@@ -1,31 +1,116 @@
-# Dump every database and the roles of the PostgreSQL server into a compressed,
-# verified file in BACKUP_DIR, then keep only the newest BACKUP_KEEP good dumps.
-# A dump counts only after it is complete and verified: it is written under a
-# temporary name and renamed at the end, so a failed or killed run never leaves
-# anything that looks like a backup.
+# Dump every database and every role of the PostgreSQL server into one
+# gzip-compressed, verified file in BACKUP_DIR, then keep the newest BACKUP_KEEP.
+#
+# Why a file can be trusted: it only ever gets its final name
+# (sentry-YYYYMMDDTHHMMSSZ.sql.gz, UTC) after pg_dumpall and gzip both exited 0,
+# the file was synced, and a full decompression showed an intact gzip stream that
+# ends with pg_dumpall's "cluster dump complete" trailer, with every COPY block
+# closed. Until then it is a hidden .partial-* file, removed on failure, on
+# SIGTERM (deadline, pod deletion) and at the start of the next run.
+#
+# Environment: the libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD; PGUSER must
+# be a superuser to dump roles), BACKUP_DIR, BACKUP_KEEP (>= 1), BACKUP_GZIP_LEVEL
+# (1-9), BACKUP_LOCK_WAIT_TIMEOUT_MS (how long pg_dump may wait for a table lock).
+# Runs with the client tools of postgres:9.6 (the manifests) and of PostgreSQL 15
+# (the tests); see the notes where they differ.
 set -euo pipefail
-dir="${BACKUP_DIR:-/backups}"
+umask 077 # dumps hold every row and the roles' password hashes
+
+dir="${BACKUP_DIR:?BACKUP_DIR is required}"
 keep="${BACKUP_KEEP:-7}"
+level="${BACKUP_GZIP_LEVEL:-6}"
+lock_wait_ms="${BACKUP_LOCK_WAIT_TIMEOUT_MS:-600000}"
+[[ $keep =~ ^[1-9][0-9]*$ ]] || { echo "backup: BACKUP_KEEP must be a whole number >= 1, not '$keep'" >&2; exit 2; }
+[[ $level =~ ^[1-9]$ ]] || { echo "backup: BACKUP_GZIP_LEVEL must be 1-9, not '$level'" >&2; exit 2; }
+[[ $lock_wait_ms =~ ^[0-9]+$ ]] || { echo "backup: BACKUP_LOCK_WAIT_TIMEOUT_MS must be a number" >&2; exit 2; }
+
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 final="$dir/sentry-$stamp.sql.gz"
 partial="$dir/.partial-sentry-$stamp.sql.gz"
-trap 'rm -f "$partial"' EXIT
+pipe="$dir/.partial-sentry-$stamp.fifo"
+dump_pid=""
+gzip_pid=""
 
-rm -f "$dir"/.partial-sentry-*.sql.gz
-echo "backup: dumping databases and roles from ${PGHOST}:${PGPORT:-5432}"
-pg_dumpall --clean --if-exists | gzip -6 > "$partial"
+cleanup() {
+  [[ -n $dump_pid ]] && kill "$dump_pid" 2>/dev/null
+  [[ -n $gzip_pid ]] && kill "$gzip_pid" 2>/dev/null
+  rm -f "$partial" "$pipe"
+}
+# As PID 1 of its container, bash ignores SIGTERM unless it traps it: without this
+# trap a deadline or pod deletion would wait for the SIGKILL and leave the partial file.
+trap cleanup EXIT
+trap 'echo "backup: interrupted, removing $partial" >&2; exit 143' TERM INT
 
-# pg_dumpall writes this line last, only when it finished every database.
-gzip -t "$partial"
-if ! gzip -dc "$partial" | tail -n 5 | grep -q '^-- PostgreSQL database cluster dump complete'; then
-  echo "backup: verification failed: the dump is incomplete" >&2
+# A run that was SIGKILLed leaves its hidden partial files behind; none of them can
+# belong to a running backup, because the CronJob forbids concurrent runs.
+rm -f "$dir"/.partial-sentry-*
+[[ -e $final ]] && { echo "backup: $final already exists" >&2; exit 1; }
+
+echo "backup: dumping all databases and roles of ${PGHOST:-localhost}:${PGPORT:-5432} as ${PGUSER:-?} (gzip -$level)"
+started=$SECONDS
+# pg_dumpall and gzip run in the background, joined by a named pipe, so that `wait`
+# returns at once on SIGTERM and each exit status is reported on its own.
+# --clean --if-exists: the restore drops and re-creates every database it restores.
+# --no-password: never prompt, fail. --lock-wait-timeout: fail instead of queueing
+# behind a long-held exclusive lock (e.g. a migration) until the deadline.
+mkfifo -m 600 "$pipe"
+gzip "-$level" <"$pipe" >"$partial" &
+gzip_pid=$!
+pg_dumpall --clean --if-exists --no-password --lock-wait-timeout="$lock_wait_ms" >"$pipe" &
+dump_pid=$!
+dump_status=0
+wait "$dump_pid" || dump_status=$?
+dump_pid=""
+gzip_status=0
+wait "$gzip_pid" || gzip_status=$?
+gzip_pid=""
+rm -f "$pipe"
+if ((dump_status != 0 || gzip_status != 0)); then
+  # A gzip failure (e.g. a full volume) also kills pg_dumpall with SIGPIPE: name gzip first.
+  ((gzip_status == 0)) || echo "backup: FAILED: gzip exited with status $gzip_status (is $dir full?)" >&2
+  ((dump_status == 0)) || echo "backup: FAILED: pg_dumpall exited with status $dump_status" >&2
+  echo "backup: no backup was written" >&2
   exit 1
 fi
-mv "$partial" "$final"
-echo "backup: wrote $final ($(wc -c < "$final") bytes)"
+sync "$partial"
+echo "backup: dump took $((SECONDS - started))s, verifying"
 
-# Retention counts verified dumps only; the one just written is always among the newest.
-ls -1 "$dir"/sentry-*.sql.gz | sort -r | tail -n +"$((keep + 1))" | while read -r old; do
+# Verify by decompressing everything (gzip checks its CRC and length) and reading the
+# SQL: every COPY block must end with \. and the last thing in the file must be the
+# trailer pg_dumpall writes only after the last database dumped successfully.
+if ! stats="$(gzip -dc "$partial" | awk '
+  in_copy { if ($0 == "\\.") in_copy = 0; else rows++; next }
+  /^COPY .* FROM stdin;$/ { in_copy = 1; tables++; complete = 0; next }
+  /^\\connect / { databases[$0] = 1; complete = 0; next }
+  $0 == "-- PostgreSQL database cluster dump complete" { complete = 1; next }
+  $0 != "" && $0 != "--" { complete = 0 }
+  END {
+    for (name in databases) count++
+    if (in_copy || !complete) exit 1
+    printf "%d databases, %d tables, %d rows", count, tables, rows
+  }')"; then
+  echo "backup: FAILED verification: $partial is corrupt or incomplete; no backup was written" >&2
+  exit 1
+fi
+
+mv "$partial" "$final"
+sync "$dir"
+echo "backup: wrote $final ($(wc -c <"$final") bytes; $stats) in $((SECONDS - started))s"
+
+# Retention: keep the newest $keep dumps by their UTC time stamp. Only verified files
+# carry this name, and the one just written is never removed (even if a wrong clock
+# made it sort older than the others), so the newest good dump always survives.
+pattern='sentry-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.sql.gz'
+shopt -s nullglob
+# shellcheck disable=SC2206 # the glob is meant to expand
+dumps=("$dir"/$pattern)
+excess=$((${#dumps[@]} - keep))
+for old in "${dumps[@]}"; do # the glob sorts oldest first
+  ((excess > 0)) || break
+  [[ $old == "$final" ]] && continue
   echo "backup: removing $old (keeping the newest $keep)"
   rm -f "$old"
+  excess=$((excess - 1))
 done
+dumps=("$dir"/$pattern)
+echo "backup: done; ${#dumps[@]} dumps in $dir, newest $(basename "${dumps[-1]}")"

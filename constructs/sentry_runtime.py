@@ -1,0 +1,241 @@
+"""SentryRuntime: what every Sentry pod shares (config, env, volumes, waits, security).
+
+Web, worker, cron, the migration Job and the cleanup CronJob run the same image
+with different commands. This construct owns the pieces they have in common, so
+each workload construct only says what makes it different:
+- the ConfigMap with sentry.conf.py and config.yml, mounted at /etc/sentry, and its
+  checksum, put on pod templates so a configuration change rolls the pods;
+- the environment: non-secret settings as values, every secret as a secretKeyRef;
+- the filestore PVC (release files, source maps, debug files);
+- the init containers that wait for PostgreSQL and for this image's migrations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cdk8s_plus_27 as kplus
+
+from constructs import Construct
+from constructs.config import SentryConfig
+from constructs.naming import Component
+from constructs.postgres_with_backup import PostgresWithBackup
+from constructs.redis_broker import RedisBroker
+from constructs.secrets_store import (
+    GITHUB_CLIENT_SECRET,
+    GITHUB_PRIVATE_KEY,
+    GITHUB_WEBHOOK_SECRET,
+    GITLAB_APPLICATION_SECRET,
+    REDIS_PASSWORD,
+    SENTRY_SECRET_KEY,
+    SMTP_PASSWORD,
+)
+from constructs.workload import (
+    WAIT_RESOURCES,
+    container_resources,
+    metadata,
+    plain_env,
+    pull_policy,
+    secret_env,
+    shell_command,
+)
+from imports import k8s
+
+SENTRY_FILES_DIR = Path(__file__).parent / "sentry_files"
+CONFIG_MOUNT = "/etc/sentry"
+FILESTORE_MOUNT = "/var/lib/sentry/files"
+SENTRY_PORT = 9000
+# The image's `sentry` account (created with `useradd -r` in python:2.7-slim, the first
+# system account: 999). Running as it directly, instead of starting as root and
+# dropping privileges with gosu in the entrypoint, lets the pod run as non-root;
+# fsGroup makes the filestore volume writable for it.
+SENTRY_UID = 999
+CHECKSUM_ANNOTATION = "checksum/config"
+
+
+@dataclass(frozen=True)
+class SentryRuntimeProps:
+    """Props of SentryRuntime."""
+
+    config: SentryConfig
+    """Sentry settings (defaults: see SentryConfig)."""
+    config_component: Component
+    """Names and labels of the ConfigMap."""
+    filestore_component: Component
+    """Names and labels of the filestore claim."""
+    postgres: PostgresWithBackup
+    """The database: host, port, user, database, client environment, wait image."""
+    redis: RedisBroker
+    """The broker: host and port."""
+    secret: kplus.ISecret
+    """The stack Secret (keys: see secrets_store.py)."""
+    use_ssl: bool = False
+    """Whether Sentry is served over TLS (Ingress with a TLS secret). Default: false."""
+
+
+class SentryRuntime(Construct):
+    """Shared configuration of the Sentry pods; see the module docstring."""
+
+    def __init__(self, scope: Construct, id: str, props: SentryRuntimeProps) -> None:
+        super().__init__(scope, id)
+        self.props = props
+        cfg = props.config
+        self.image = cfg.effective_image
+        self.image_pull_policy = pull_policy(cfg.image_pull_policy)
+        files = {
+            "sentry.conf.py": (SENTRY_FILES_DIR / "sentry.conf.py").read_text(encoding="utf-8"),
+            "config.yml": (SENTRY_FILES_DIR / "config.yml").read_text(encoding="utf-8"),
+        }
+        self.config_map = kplus.ConfigMap(
+            self,
+            "config",
+            metadata=metadata(props.config_component),
+            data=files,
+        )
+        self.checksum = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        self.filestore_claim = k8s.KubePersistentVolumeClaim(
+            self,
+            "filestore",
+            metadata=k8s.ObjectMeta(name=props.filestore_component.name, labels=props.filestore_component.labels),
+            spec=k8s.PersistentVolumeClaimSpec(
+                access_modes=[cfg.filestore.access_mode],
+                storage_class_name=cfg.filestore.storage_class,
+                resources=k8s.ResourceRequirements(requests={"storage": k8s.Quantity.from_string(cfg.filestore.size)}),
+            ),
+        )
+
+    @property
+    def migration_version(self) -> str:
+        """What the migration marker is keyed on: the image, so an upgrade waits for its own migrations."""
+        return self.image
+
+    def env(self) -> dict[str, kplus.EnvValue]:
+        """The environment sentry.conf.py reads. Secrets only as secretKeyRef."""
+        cfg, pg, redis = self.props.config, self.props.postgres, self.props.redis
+        values = {
+            "SENTRY_CONF": CONFIG_MOUNT,
+            "SENTRY_POSTGRES_HOST": pg.host,
+            "SENTRY_POSTGRES_PORT": str(pg.port),
+            "SENTRY_DB_NAME": pg.database,
+            "SENTRY_DB_USER": pg.user,
+            "SENTRY_REDIS_HOST": redis.host,
+            "SENTRY_REDIS_PORT": str(redis.port),
+            "SENTRY_REDIS_DB": "0",
+            "SENTRY_FILESTORE_DIR": FILESTORE_MOUNT,
+            "SENTRY_SINGLE_ORGANIZATION": _bool(cfg.single_organization),
+            "SENTRY_USE_SSL": _bool(self.props.use_ssl),
+            "SENTRY_SERVER_EMAIL": cfg.smtp.from_address,
+        }
+        if cfg.url_prefix:
+            values["SENTRY_URL_PREFIX"] = cfg.url_prefix
+        if cfg.smtp.host:
+            values |= {
+                "SENTRY_EMAIL_HOST": cfg.smtp.host,
+                "SENTRY_EMAIL_PORT": str(cfg.smtp.port),
+                "SENTRY_EMAIL_USER": cfg.smtp.user,
+                "SENTRY_EMAIL_USE_TLS": _bool(cfg.smtp.use_tls),
+            }
+        github = cfg.github
+        if github.login_enabled:
+            values |= {
+                "GITHUB_APP_ID": github.client_id,
+                "GITHUB_REQUIRE_VERIFIED_EMAIL": _bool(github.require_verified_email),
+            }
+        if github.app_id:
+            values |= {
+                "GITHUB_APP_INTEGRATION_ID": github.app_id,
+                "GITHUB_APP_NAME": github.app_name,
+                "GITHUB_APP_CLIENT_ID": github.client_id,
+            }
+        if cfg.gitlab.login_enabled:
+            values |= {"GITLAB_APP_ID": cfg.gitlab.application_id, "GITLAB_BASE_DOMAIN": cfg.gitlab.base_domain}
+
+        secret = self.props.secret
+        env = {
+            **plain_env(values),
+            "SENTRY_SECRET_KEY": secret_env(secret, SENTRY_SECRET_KEY.key),
+            "SENTRY_DB_PASSWORD": pg.client_env()["PGPASSWORD"],
+            "SENTRY_REDIS_PASSWORD": secret_env(secret, REDIS_PASSWORD.key),
+        }
+        if cfg.smtp.host and cfg.smtp.user:
+            env["SENTRY_EMAIL_PASSWORD"] = secret_env(secret, SMTP_PASSWORD.key)
+        if github.login_enabled:
+            env["GITHUB_API_SECRET"] = secret_env(secret, GITHUB_CLIENT_SECRET.key)
+        if github.app_id:
+            env["GITHUB_APP_CLIENT_SECRET"] = secret_env(secret, GITHUB_CLIENT_SECRET.key)
+            env["GITHUB_APP_PRIVATE_KEY"] = secret_env(secret, GITHUB_PRIVATE_KEY.key)
+            env["GITHUB_APP_WEBHOOK_SECRET"] = secret_env(secret, GITHUB_WEBHOOK_SECRET.key)
+        if cfg.gitlab.login_enabled:
+            env["GITLAB_APP_SECRET"] = secret_env(secret, GITLAB_APPLICATION_SECRET.key)
+        return env
+
+    def pod_annotations(self) -> dict[str, str]:
+        return {CHECKSUM_ANNOTATION: self.checksum}
+
+    def security_context(self) -> kplus.PodSecurityContextProps:
+        return kplus.PodSecurityContextProps(
+            ensure_non_root=True, user=SENTRY_UID, group=SENTRY_UID, fs_group=SENTRY_UID
+        )
+
+    def container_security(self) -> kplus.ContainerSecurityContextProps:
+        return kplus.ContainerSecurityContextProps(
+            ensure_non_root=True,
+            user=SENTRY_UID,
+            group=SENTRY_UID,
+            read_only_root_filesystem=True,
+            allow_privilege_escalation=False,
+            privileged=False,
+        )
+
+    def volume_mounts(self, scope: Construct, filestore: bool = True) -> list[kplus.VolumeMount]:
+        """/etc/sentry (config, read-only), /tmp (scratch) and, optionally, the filestore."""
+        config_volume = kplus.Volume.from_config_map(scope, "config-volume", self.config_map, name="config")
+        mounts = [
+            kplus.VolumeMount(path=CONFIG_MOUNT, volume=config_volume, read_only=True),
+            kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(scope, "tmp-volume", "tmp")),
+        ]
+        if filestore:
+            claim = kplus.PersistentVolumeClaim.from_claim_name(scope, "filestore-claim", self.filestore_claim.name)
+            volume = kplus.Volume.from_persistent_volume_claim(scope, "filestore-volume", claim, name="filestore")
+            mounts.append(kplus.VolumeMount(path=FILESTORE_MOUNT, volume=volume))
+        return mounts
+
+    def wait_for_postgres(self) -> kplus.ContainerProps:
+        """Init container: block until PostgreSQL accepts connections (pg_isready of the server's image)."""
+        return self.postgres_client("wait-for-postgres", "wait-for-postgres")
+
+    def wait_for_migrations(self) -> kplus.ContainerProps:
+        """Init container: block until the migration Job recorded this image's migrations."""
+        return self.postgres_client(
+            "wait-for-migrations",
+            "wait-for-migrations",
+            {"SENTRY_MIGRATION_VERSION": self.migration_version},
+        )
+
+    def postgres_client(self, name: str, script: str, extra: dict[str, str] | None = None) -> kplus.ContainerProps:
+        """A small container of the PostgreSQL image (so psql/pg_isready match the server's
+        major version) running one of constructs/scripts as the database's client."""
+        pg = self.props.postgres
+        return kplus.ContainerProps(
+            name=name,
+            image=pg.image,
+            image_pull_policy=self.image_pull_policy,
+            command=shell_command(script),
+            env_variables={**pg.client_env(), **plain_env(extra or {})},
+            resources=container_resources(WAIT_RESOURCES),
+            security_context=kplus.ContainerSecurityContextProps(
+                ensure_non_root=True,
+                user=SENTRY_UID,
+                group=SENTRY_UID,
+                read_only_root_filesystem=True,
+                allow_privilege_escalation=False,
+                privileged=False,
+            ),
+        )
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,70 @@
+"""SentryWorker: the Celery workers that process events, rolled out without downtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cdk8s_plus_27 as kplus
+
+from constructs import Construct
+from constructs.config import WorkerConfig
+from constructs.naming import Component
+from constructs.sentry_runtime import SentryRuntime
+from constructs.workload import container_resources, disruption_budget, metadata, pod_metadata, seconds, select
+
+
+@dataclass(frozen=True)
+class SentryWorkerProps:
+    """Props of SentryWorker."""
+
+    config: WorkerConfig
+    """Replicas, concurrency, resources, grace period (defaults: see WorkerConfig)."""
+    component: Component
+    """Names and labels of the worker objects."""
+    runtime: SentryRuntime
+    """The shared Sentry pod configuration."""
+
+
+class SentryWorker(Construct):
+    """`sentry run worker` with RollingUpdate 1/0 and a PodDisruptionBudget.
+
+    On SIGTERM Celery stops taking tasks and finishes the ones it runs; the long
+    termination grace period gives it the time to do so before SIGKILL. Workers
+    serve no port, so there is no HTTP probe: a worker that dies exits, and the
+    kubelet restarts it.
+    """
+
+    def __init__(self, scope: Construct, id: str, props: SentryWorkerProps) -> None:
+        super().__init__(scope, id)
+        cfg, comp, rt = props.config, props.component, props.runtime
+        self.deployment = kplus.Deployment(
+            self,
+            "deployment",
+            metadata=metadata(comp),
+            pod_metadata=pod_metadata(comp, rt.pod_annotations()),
+            select=False,
+            spread=False,
+            replicas=cfg.replicas,
+            strategy=kplus.DeploymentStrategy.rolling_update(
+                max_surge=kplus.PercentOrAbsolute.absolute(1),
+                max_unavailable=kplus.PercentOrAbsolute.absolute(0),
+            ),
+            termination_grace_period=seconds(cfg.termination_grace_seconds),
+            automount_service_account_token=False,
+            security_context=rt.security_context(),
+            init_containers=[rt.wait_for_postgres(), rt.wait_for_migrations()],
+            containers=[
+                kplus.ContainerProps(
+                    name="worker",
+                    image=rt.image,
+                    image_pull_policy=rt.image_pull_policy,
+                    command=["sentry", "run", "worker", "--concurrency", str(cfg.concurrency)],
+                    env_variables=rt.env(),
+                    resources=container_resources(cfg.resources),
+                    security_context=rt.container_security(),
+                    volume_mounts=rt.volume_mounts(self),
+                )
+            ],
+        )
+        select(self.deployment, comp)
+        disruption_budget(self, comp)

@@ -1,0 +1,125 @@
+"""Bad input: one clear message naming the field and what is allowed, a non-zero
+exit, and dist/ exactly as it was."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import synth
+
+# (case id, values file text or None for "no file", fragments the message must contain)
+CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
+    ("unknown top-level key", "namspace: sentry\n", ("namspace: unknown key", "namespace")),
+    ("unknown nested key", "sentry:\n  web:\n    replica: 3\n", ("sentry.web.replica: unknown key", "replicas")),
+    ("wrong type", "sentry:\n  web:\n    replicas: two\n", ("sentry.web.replicas", "valid integer")),
+    ("negative replicas", "sentry:\n  worker:\n    replicas: -1\n", ("sentry.worker.replicas", "from 1 to 50")),
+    ("zero replicas", "sentry:\n  web:\n    replicas: 0\n", ("sentry.web.replicas", "from 1 to 50")),
+    (
+        "limit below request",
+        "sentry:\n  web:\n    resources:\n      requests: {cpu: 100m, memory: 400Mi}\n"
+        "      limits: {cpu: 600m, memory: 100Mi}\n",
+        ("sentry.web.resources", "limits.memory 100Mi is below requests.memory 400Mi"),
+    ),
+    ("nodePort too low", "sentry:\n  web:\n    node_port: 80\n", ("sentry.web.node_port", "from 30000 to 32767")),
+    ("nodePort too high", "sentry:\n  web:\n    node_port: 40000\n", ("sentry.web.node_port", "from 30000 to 32767")),
+    (
+        "cron schedule in words",
+        "postgres:\n  backup:\n    schedule: every day\n",
+        ("postgres.backup.schedule", "five fields"),
+    ),
+    (
+        "cron minute out of range",
+        "postgres:\n  backup:\n    schedule: '61 3 * * *'\n",
+        ("postgres.backup.schedule", "minute field", "0-59"),
+    ),
+    ("quantity 3GB", "postgres:\n  storage:\n    size: 3GB\n", ("postgres.storage.size", "'3GB'", "Gi")),
+    (
+        "cpu in words",
+        "redis:\n  resources:\n    requests: {cpu: fast, memory: 64Mi}\n    limits: {cpu: 250m, memory: 256Mi}\n",
+        ("redis.resources.requests.cpu", "millicores"),
+    ),
+    ("empty image", "sentry:\n  image: ''\n", ("sentry.image", "at least 1 character")),
+    ("image with spaces", "redis:\n  image: 'redis 7'\n", ("redis.image", "does not match")),
+    ("malformed YAML", "sentry:\n  web: [replicas: 2\n", ("not valid YAML", "line")),
+    ("top level is a list", "- namespace: sentry\n", ("top level must be a mapping",)),
+    ("duplicate key", "namespace: a\nnamespace: b\n", ("duplicate key 'namespace'",)),
+    ("namespace not a DNS label", "namespace: Sentry_NS\n", ("namespace", "does not match")),
+    (
+        "service type",
+        "sentry:\n  web:\n    service_type: NodePorts\n",
+        ("sentry.web.service_type", "'NodePort', 'ClusterIP' or 'LoadBalancer'"),
+    ),
+    (
+        "pull policy",
+        "sentry:\n  image_pull_policy: Sometimes\n",
+        ("sentry.image_pull_policy", "'IfNotPresent', 'Always' or 'Never'"),
+    ),
+    ("backups kept", "postgres:\n  backup:\n    keep: 0\n", ("postgres.backup.keep", "from 1 to 1000")),
+    (
+        "github without client id",
+        "sentry:\n  github:\n    login_enabled: true\n",
+        ("sentry.github", "client_id is required"),
+    ),
+    ("admin email", "sentry:\n  admin_email: admin\n", ("sentry.admin_email", "does not match")),
+    (
+        "access mode",
+        "sentry:\n  filestore:\n    size: 10Gi\n    access_mode: ReadWriteSometimes\n",
+        ("sentry.filestore.access_mode", "'ReadWriteOnce', 'ReadWriteMany' or 'ReadWriteOncePod'"),
+    ),
+    (
+        "resources without limits",
+        "sentry:\n  cron:\n    resources:\n      requests: {cpu: 100m, memory: 150Mi}\n",
+        ("sentry.cron.resources.limits: is required",),
+    ),
+    ("boolean in words", "sentry:\n  single_organization: maybe\n", ("sentry.single_organization", "valid boolean")),
+    ("cleanup days", "sentry:\n  cleanup:\n    days: 0\n", ("sentry.cleanup.days", "from 1 to 3650")),
+    ("missing file", None, ("no such configuration file",)),
+]
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def previous_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("previous")
+    code, dist = synth(tmp)
+    assert code == 0
+    return dist.path
+
+
+@pytest.mark.parametrize(("case", "values", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_rejected_clearly_and_leaves_dist_alone(
+    case: str,
+    values: str | None,
+    expected: tuple[str, ...],
+    previous_dist: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = _fingerprint(previous_dist)
+    if values is None:
+        import main
+        from tests.conftest import environment
+
+        with environment({}):
+            code = main.main(["--config", str(tmp_path / "absent.yaml"), "--outdir", str(previous_dist), "--quiet"])
+    else:
+        code, _ = synth(tmp_path, values, outdir=previous_dist)
+    err = capsys.readouterr().err
+    assert code == 2
+    first = err.splitlines()[0]
+    assert first.startswith("error: "), err
+    for fragment in expected:
+        assert fragment in err, f"{case}: {fragment!r} not in {err!r}"
+    assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1
+    assert _fingerprint(previous_dist) == before
+    assert not list(previous_dist.parent.glob(".dist.new-*")), "no staging folder may be left behind"
+
+
+def test_at_least_twenty_cases() -> None:
+    assert len(CASES) >= 20

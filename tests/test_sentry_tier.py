@@ -1,0 +1,282 @@
+"""The Sentry tier: every number the issue fixes, and how the pieces fit together."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from constructs.capacity import MINIKUBE_BUDGET, Requests, pod_requests, stack_requests
+from constructs.quantities import parse_cpu, parse_memory
+from tests.conftest import Dist, all_containers, find_container, pod_specs, synth
+
+SENTRY_DEPLOYMENTS = ("sentry-web", "sentry-worker", "sentry-cron")
+
+
+def _resources(container: dict) -> tuple[int, int, int, int]:
+    res = container["resources"]
+    return (
+        parse_cpu(res["requests"]["cpu"]),
+        parse_memory(res["requests"]["memory"]),
+        parse_cpu(res["limits"]["cpu"]),
+        parse_memory(res["limits"]["memory"]),
+    )
+
+
+MI = 2**20
+
+
+@pytest.mark.parametrize(
+    ("name", "container", "expected"),
+    [
+        ("sentry-web", "web", (100, 400 * MI, 600, 3072 * MI)),
+        ("sentry-worker", "worker", (100, 150 * MI, 300, 3072 * MI)),
+        ("sentry-cron", "cron", (100, 150 * MI, 250, 250 * MI)),
+    ],
+)
+def test_sentry_resources(default_dist: Dist, name: str, container: str, expected: tuple) -> None:
+    deployment = default_dist.get("Deployment", name)
+    assert _resources(find_container(deployment, container)) == expected
+
+
+def test_web_and_worker_roll_out_without_downtime(default_dist: Dist) -> None:
+    for name in ("sentry-web", "sentry-worker"):
+        spec = default_dist.get("Deployment", name)["spec"]
+        assert spec["replicas"] == 2
+        assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def test_exactly_one_cron_and_never_two_during_an_update(default_dist: Dist) -> None:
+    spec = default_dist.get("Deployment", "sentry-cron")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate"
+    assert "rollingUpdate" not in spec["strategy"]
+
+
+def test_web_probes_health_with_a_startup_probe_instead_of_a_long_delay(default_dist: Dist) -> None:
+    web = find_container(default_dist.get("Deployment", "sentry-web"), "web")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert web[probe]["httpGet"]["path"] == "/_health/"
+        assert web[probe]["httpGet"]["port"] == 9000
+        assert web[probe].get("initialDelaySeconds", 0) <= 10
+    startup = web["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 180
+
+
+def test_web_service_is_a_nodeport_30000_selecting_the_web_pods(default_dist: Dist) -> None:
+    service = default_dist.get("Service", "sentry-web")
+    assert service["spec"]["type"] == "NodePort"
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"], port["nodePort"]) == (9000, 9000, 30000)
+    labels = default_dist.get("Deployment", "sentry-web")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_disruption_budgets_select_their_deployments_pods(default_dist: Dist) -> None:
+    budgets = {b["metadata"]["name"]: b for b in default_dist.of_kind("PodDisruptionBudget")}
+    assert set(budgets) == {"sentry-web", "sentry-worker"}
+    for name, budget in budgets.items():
+        deployment = default_dist.get("Deployment", name)
+        assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert budget["spec"]["maxUnavailable"] == 1
+
+
+def test_worker_gets_time_to_finish_its_tasks(default_dist: Dist) -> None:
+    spec = default_dist.get("Deployment", "sentry-worker")["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] >= 120
+
+
+def test_sentry_pods_wait_for_postgres_then_for_their_migrations(default_dist: Dist) -> None:
+    postgres_image = find_container(default_dist.get("StatefulSet", "sentry-postgresql"), "postgresql")["image"]
+    for name in SENTRY_DEPLOYMENTS:
+        (spec,) = pod_specs(default_dist.get("Deployment", name))
+        inits = spec["initContainers"]
+        assert [c["name"] for c in inits] == ["wait-for-postgres", "wait-for-migrations"]
+        for init in inits:
+            assert init["image"] == postgres_image  # pg_isready/psql match the server's major version
+        assert "pg_isready" in init_script(inits[0])
+        env = {e["name"]: e.get("value") for e in inits[1]["env"]}
+        main_image = spec["containers"][0]["image"]
+        assert env["SENTRY_MIGRATION_VERSION"] == main_image
+
+
+def init_script(container: dict) -> str:
+    return container["command"][-1]
+
+
+def _job(dist: Dist) -> dict:
+    (job,) = dist.of_kind("Job")
+    return job
+
+
+def test_migration_job_runs_upgrade_and_superuser_before_marking(default_dist: Dist) -> None:
+    job = _job(default_dist)
+    (spec,) = pod_specs(job)
+    assert [c["name"] for c in spec["initContainers"]] == ["wait-for-postgres", "migrate"]
+    assert [c["name"] for c in spec["containers"]] == ["mark-migrated"]
+    assert spec["restartPolicy"] == "Never"
+    migrate = spec["initContainers"][1]
+    script = migrate["command"][-1]
+    assert "sentry upgrade --noinput" in script and "sentry createuser" in script
+    _, _, _, memory_limit = _resources(migrate)
+    assert memory_limit >= 3200 * MI
+    env = {e["name"]: e for e in migrate["env"]}
+    assert env["SENTRY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "admin-password"
+    assert env["SENTRY_ADMIN_EMAIL"]["value"] == "admin@example.com"
+
+
+def test_migration_job_name_is_stable_and_follows_the_image(tmp_path: Path, default_dist: Dist) -> None:
+    name = _job(default_dist)["metadata"]["name"]
+    assert name.startswith("sentry-migrations-")
+    _, again = synth(tmp_path, outdir=tmp_path / "again")
+    assert _job(again)["metadata"]["name"] == name
+    _, upgraded = synth(tmp_path, "sentry:\n  image: sentry:9.1.3\n", outdir=tmp_path / "upgraded")
+    job = _job(upgraded)
+    assert job["metadata"]["name"] != name
+    mark = find_container(job, "mark-migrated")
+    assert {"name": "SENTRY_MIGRATION_VERSION", "value": "sentry:9.1.3"} in mark["env"]
+
+
+def test_config_checksum_on_every_sentry_pod_is_the_configmaps(default_dist: Dist) -> None:
+    config_map = default_dist.get("ConfigMap", "sentry-config")
+    assert set(config_map["data"]) == {"sentry.conf.py", "config.yml"}
+    expected = hashlib.sha256(json.dumps(config_map["data"], sort_keys=True).encode()).hexdigest()
+    sentry_workloads = [
+        o for o in default_dist.objects if o["kind"] in {"Deployment", "Job", "CronJob"} and "sentry" in str(o)
+    ]
+    checked = 0
+    for obj in sentry_workloads:
+        if obj["metadata"]["labels"]["app.kubernetes.io/name"] != "sentry":
+            continue
+        template = (
+            obj["spec"]["jobTemplate"]["spec"]["template"] if obj["kind"] == "CronJob" else obj["spec"]["template"]
+        )
+        assert template["metadata"]["annotations"]["checksum/config"] == expected, obj["metadata"]["name"]
+        checked += 1
+    assert checked == 5  # web, worker, cron, migrations, cleanup
+
+
+def test_config_is_mounted_at_etc_sentry_and_filestore_for_web_and_worker(default_dist: Dist) -> None:
+    for name, container, filestore in (
+        ("sentry-web", "web", True),
+        ("sentry-worker", "worker", True),
+        ("sentry-cron", "cron", False),
+    ):
+        mounts = {
+            m["mountPath"]: m for m in find_container(default_dist.get("Deployment", name), container)["volumeMounts"]
+        }
+        assert mounts["/etc/sentry"]["readOnly"] is True
+        assert ("/var/lib/sentry/files" in mounts) is filestore
+    claim = default_dist.get("PersistentVolumeClaim", "sentry-filestore")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_sentry_image_is_pinned_and_pulled_if_not_present(default_dist: Dist) -> None:
+    for name in SENTRY_DEPLOYMENTS:
+        (spec,) = pod_specs(default_dist.get("Deployment", name))
+        assert spec["containers"][0]["image"] == "sentry:9.1.2"
+        assert spec["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_cleanup_cronjob_keeps_90_days_by_default(default_dist: Dist) -> None:
+    cronjob = default_dist.get("CronJob", "sentry-cleanup")
+    container = find_container(cronjob, "cleanup")
+    assert container["command"] == ["sentry", "cleanup", "--days", "90"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_github_login_switches_to_the_plugin_image_and_keeps_secrets_in_the_secret(tmp_path: Path) -> None:
+    values = (
+        "sentry:\n  github:\n    login_enabled: true\n    client_id: Iv1.abc\n    app_id: '12345'\n"
+        "    app_name: my-sentry\n"
+    )
+    secrets = {
+        "postgres-password": "p" * 20,
+        "redis-password": "r" * 20,
+        "sentry-secret-key": "s" * 50,
+        "admin-password": "a" * 20,
+        "github-client-secret": "gh-client-secret-value",
+        "github-private-key": "-----BEGIN RSA PRIVATE KEY-----x",
+        "github-webhook-secret": "gh-webhook-secret-value",
+    }
+    code, dist = synth(tmp_path, values, secrets=secrets)
+    assert code == 0
+    web = find_container(dist.get("Deployment", "sentry-web"), "web")
+    assert web["image"] == "sentry-k8s/sentry-auth:9.1.2"
+    env = {e["name"]: e for e in web["env"]}
+    assert env["GITHUB_APP_ID"]["value"] == "Iv1.abc"
+    assert env["GITHUB_APP_INTEGRATION_ID"]["value"] == "12345"
+    for name, key in (
+        ("GITHUB_API_SECRET", "github-client-secret"),
+        ("GITHUB_APP_CLIENT_SECRET", "github-client-secret"),
+        ("GITHUB_APP_PRIVATE_KEY", "github-private-key"),
+        ("GITHUB_APP_WEBHOOK_SECRET", "github-webhook-secret"),
+    ):
+        assert env[name]["valueFrom"]["secretKeyRef"]["key"] == key
+    text = "".join(f.read_text() for f in dist.files if f.name != "10-secrets.k8s.yaml")
+    for value in ("gh-client-secret-value", "gh-webhook-secret-value", "BEGIN RSA"):
+        assert value not in text
+
+
+def test_ingress_with_tls_is_optional(tmp_path: Path, default_dist: Dist) -> None:
+    assert not default_dist.of_kind("Ingress")
+    _, dist = synth(
+        tmp_path, "sentry:\n  web:\n    ingress: {enabled: true, host: sentry.example.com, tls_secret: sentry-tls}\n"
+    )
+    ingress = dist.get("Ingress", "sentry-web")
+    assert ingress["spec"]["tls"] == [{"hosts": ["sentry.example.com"], "secretName": "sentry-tls"}]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "sentry-web", "port": {"number": 9000}}
+    web = find_container(dist.get("Deployment", "sentry-web"), "web")
+    assert {"name": "SENTRY_USE_SSL", "value": "true"} in web["env"]
+
+
+# --- capacity ---------------------------------------------------------------
+
+
+def test_pod_request_is_the_larger_of_init_and_app_containers() -> None:
+    def c(cpu: str, memory: str) -> dict:
+        return {"resources": {"requests": {"cpu": cpu, "memory": memory}}}
+
+    spec = {
+        "initContainers": [c("10m", "16Mi"), c("500m", "100Mi")],
+        "containers": [c("100m", "400Mi"), c("50m", "50Mi")],
+    }
+    assert pod_requests(spec) == Requests(500, 450 * MI)
+
+
+def test_every_pod_schedules_at_once_on_a_minikube_node_with_headroom(default_dist: Dist) -> None:
+    total = stack_requests(default_dist.objects)
+    budget = MINIKUBE_BUDGET
+    assert budget == Requests(1250, int(3.8 * 2**30) - 170 * MI)
+    assert total.cpu_m <= 0.9 * budget.cpu_m, f"{total.cpu_m}m of {budget.cpu_m}m"
+    assert total.memory <= 0.9 * budget.memory, f"{total.memory // MI}Mi of {budget.memory // MI}Mi"
+
+
+def test_the_original_migration_request_would_not_have_fit(tmp_path: Path) -> None:
+    # The budget test above must be able to fail: the original task's 3000Mi request
+    # for the migration does not fit beside the rest of the stack.
+    values = (
+        "sentry:\n  migrations:\n    resources:\n"
+        "      requests: {cpu: 200m, memory: 3000Mi}\n      limits: {cpu: '1', memory: 3200Mi}\n"
+    )
+    _, dist = synth(tmp_path, values)
+    assert stack_requests(dist.objects).memory > 0.9 * MINIKUBE_BUDGET.memory
+
+
+def test_init_containers_request_little(default_dist: Dist) -> None:
+    for obj in default_dist.objects:
+        for spec in pod_specs(obj):
+            for init in spec.get("initContainers", []):
+                if init["name"].startswith("wait-for"):
+                    cpu, memory, _, _ = _resources(init)
+                    assert cpu <= 10 and memory <= 16 * MI
+
+
+def test_no_container_is_left_with_cdk8s_default_resources(default_dist: Dist) -> None:
+    for obj in default_dist.objects:
+        for container in all_containers(obj):
+            assert container["resources"]["requests"] != {"cpu": "1000m", "memory": "512Mi"}
