@@ -15,13 +15,21 @@ synth:            ## synthesize dist/ (CONFIG=config/production.yaml to choose a
 synth-cli:        ## the same through the cdk8s CLI
 	$(if $(CONFIG),SENTRY_K8S_CONFIG=$(CONFIG)) tools/node_modules/.bin/cdk8s synth --no-check-upgrade
 
-test:             ## lint, then the whole test suite
+test:             ## lint, the whole test suite, then validate dist/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory validate
+
+validate: synth   ## dist/: strict schemas (Kubernetes 1.27, 1.35, 1.36, 1.37) and checkov, offline
+	$(PY) tools/validate.py dist
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench:            ## benchmarks: synth time, backup/restore on ~1 GB (prints figures)
+	$(PY) tools/bench_synth.py
+	$(PY) tools/bench_backup.py
 
 imports:          ## regenerate imports/k8s offline
 	tools/import-k8s.sh

@@ -9,6 +9,7 @@ ignored setting.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -353,6 +354,58 @@ class SentryConfig(Model):
         return image_tag(self.effective_image)
 
 
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block such as 0.0.0.0/0 or 10.0.0.0/8: {exc}") from None
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+# Private, shared (CGNAT) and link-local IPv4 ranges: pod, service and node networks
+# live here, and so do cloud metadata endpoints (169.254.169.254).
+PRIVATE_CIDRS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
+
+
+class NetworkConfig(Model):
+    """NetworkPolicies (constructs/network_policies.py): deny by default, allow what the stack needs."""
+
+    policies: bool = Field(
+        default=True,
+        description="Synthesize NetworkPolicies. They take effect only with a CNI that enforces them "
+        "(minikube: `--cni=calico` or `--cni=cilium`).",
+    )
+    dns_namespace: DnsLabel | None = Field(
+        default="kube-system",
+        description="Namespace of the cluster DNS pods every pod may query on port 53; null allows "
+        "port 53 to any address (e.g. NodeLocal DNSCache).",
+    )
+    dns_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"k8s-app": "kube-dns"},
+        description="Labels of the cluster DNS pods (CoreDNS keeps the kube-dns label).",
+    )
+    sentry_egress_cidrs: list[Cidr] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        description="Where web, worker and cron may connect outside the stack (GitHub/GitLab login, "
+        "integrations, mail); [] for nowhere.",
+    )
+    sentry_egress_ports: list[Port] = Field(
+        default_factory=lambda: [443],
+        description="TCP ports for that; `sentry.smtp.port` is added when `sentry.smtp.host` is set.",
+    )
+    offsite_egress_cidrs: list[Cidr] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        description="Where the backup Job may connect for its offsite copy, on the S3 endpoint's port.",
+    )
+    egress_except_cidrs: list[Cidr] = Field(
+        default_factory=lambda: list(PRIVATE_CIDRS),
+        description="Carved out of every egress CIDR above that contains them. To reach a host in one "
+        "of these ranges (a private SMTP relay, MinIO), list its own CIDR above.",
+    )
+
+
 class StackConfig(Model):
     namespace: DnsLabel = Field(default="sentry", description="Namespace everything is created in.")
     release: DnsLabel = Field(
@@ -363,6 +416,7 @@ class StackConfig(Model):
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     sentry: SentryConfig = Field(default_factory=SentryConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
 
 
 def image_tag(image: str) -> str:

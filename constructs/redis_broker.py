@@ -24,8 +24,13 @@ from constructs.workload import (
 )
 
 REDIS_PORT = 6379
-# The redis image's own user; the data volume is made group-writable for it via fsGroup.
+# The redis image's own user and group (redis:6.2-alpine: `adduser -S -u 999` into
+# `addgroup -S -g 1000 redis`, as alpine already has a gid 999). Run as them directly:
+# the entrypoint's root-only step (chown of /data, then gosu) is not needed, because
+# fsGroup makes the data volume group-writable. Redis writes only /data (the volume)
+# and /run/redis (an emptyDir); the root filesystem is read-only.
 REDIS_UID = 999
+REDIS_GID = 1000
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class RedisBroker(Construct):
             service=self.service,
             automount_service_account_token=False,
             security_context=kplus.PodSecurityContextProps(
-                ensure_non_root=True, user=REDIS_UID, group=REDIS_UID, fs_group=REDIS_UID
+                ensure_non_root=True, user=REDIS_UID, group=REDIS_GID, fs_group=REDIS_GID
             ),
             containers=[
                 kplus.ContainerProps(
@@ -90,7 +95,7 @@ class RedisBroker(Construct):
                     security_context=kplus.ContainerSecurityContextProps(
                         ensure_non_root=True,
                         user=REDIS_UID,
-                        group=REDIS_UID,
+                        group=REDIS_GID,
                         read_only_root_filesystem=True,
                         allow_privilege_escalation=False,
                         privileged=False,

@@ -25,6 +25,7 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 from constructs.config import MigrationsConfig
 from constructs.naming import Component
+from constructs.pod_security import POD_TEMPLATE_HARDENING
 from constructs.secrets_store import ADMIN_PASSWORD
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import (
@@ -108,6 +109,7 @@ class SentryMigrations(Construct):
             "secret": rt.props.secret.name,
             "scripts": [script(n) for n in ("wait-for-postgres", "sentry-migrate", "mark-migrated")],
             "wait": WAIT_RESOURCES.model_dump(),
+            "pod_security": POD_TEMPLATE_HARDENING,
             "sentry": rt.props.config.model_dump(exclude={"web", "worker", "cron", "cleanup"}),
         }
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:8]

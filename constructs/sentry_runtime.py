@@ -48,10 +48,17 @@ SENTRY_FILES_DIR = Path(__file__).parent / "sentry_files"
 CONFIG_MOUNT = "/etc/sentry"
 FILESTORE_MOUNT = "/var/lib/sentry/files"
 SENTRY_PORT = 9000
-# The image's `sentry` account (created with `useradd -r` in python:2.7-slim, the first
-# system account: 999). Running as it directly, instead of starting as root and
-# dropping privileges with gosu in the entrypoint, lets the pod run as non-root;
-# fsGroup makes the filestore volume writable for it.
+# The image's `sentry` account: getsentry/docker-sentry 9.1/Dockerfile creates it first
+# thing on python:2.7.16-slim-stretch (`groupadd -r sentry && useradd -r -m -g sentry
+# sentry`), and Debian allocates the first system ids from the top: 999:999, the same
+# pattern and result docker-library/postgres recorded when it pinned its 999 (8f8c0bb).
+# The image has no USER line; as root, its entrypoint does three things only: mkdir
+# and chown the filestore to `sentry`, then `gosu sentry` (setuid/setgid). Nothing
+# else needs root. So the pods start as 999 directly with `sentry ...` as the command
+# (skipping the entrypoint, which would skip those steps for a non-root user anyway),
+# fsGroup 999 makes the filestore volume writable instead of the chown, and no
+# capability is left (pod_security.py drops ALL). Sentry writes only /tmp (emptyDir)
+# and the filestore; /etc/sentry is a read-only ConfigMap, the root filesystem read-only.
 SENTRY_UID = 999
 CHECKSUM_ANNOTATION = "checksum/config"
 

@@ -4,7 +4,7 @@
   anything that lives in it;
 - `10-secrets`: the Secret alone, so the rest of dist/ can be reviewed, diffed or
   committed without secret material (absent with `secrets.existing_secret`);
-- `20-sentry`: everything else;
+- `20-sentry`: everything else, including the NetworkPolicies and the pods' ServiceAccount;
 - `90-restore`: the PostgreSQL restore Job, only with `postgres.backup.restore.enabled`
   (it replaces the databases: see the README's restore runbook).
 """
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import cdk8s
 import cdk8s_plus_27 as kplus
@@ -19,17 +20,25 @@ import cdk8s_plus_27 as kplus
 from constructs.config import StackConfig
 from constructs.namespace import SentryNamespace
 from constructs.naming import StackNames
+from constructs.network_policies import NetworkPolicies, NetworkPoliciesProps
+from constructs.pod_security import (
+    POD_SECURITY_LABELS,
+    SERVICE_ACCOUNT_COMPONENT,
+    harden_workloads,
+    service_account,
+)
 from constructs.postgres_with_backup import (
+    POSTGRES_PORT,
     PostgresRestore,
     PostgresRestoreProps,
     PostgresWithBackup,
     PostgresWithBackupProps,
 )
-from constructs.redis_broker import RedisBroker, RedisBrokerProps
+from constructs.redis_broker import REDIS_PORT, RedisBroker, RedisBrokerProps
 from constructs.sentry_cleanup import SentryCleanup, SentryCleanupProps
 from constructs.sentry_cron import SentryCron, SentryCronProps
 from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
-from constructs.sentry_runtime import SentryRuntime, SentryRuntimeProps
+from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime, SentryRuntimeProps
 from constructs.sentry_web import SentryWeb, SentryWebProps
 from constructs.sentry_worker import SentryWorker, SentryWorkerProps
 from constructs.stack_secrets import StackSecrets
@@ -49,7 +58,9 @@ class SentryStack:
         self.names = names
 
         ns_chart = cdk8s.Chart(app, "00-namespace", disable_resource_name_hashes=True)
-        self.namespace = SentryNamespace(ns_chart, "namespace", config.namespace, names.namespace)
+        self.namespace = SentryNamespace(
+            ns_chart, "namespace", config.namespace, names.namespace, extra_labels=POD_SECURITY_LABELS
+        )
 
         if secret_values:
             secrets_chart = cdk8s.Chart(
@@ -127,7 +138,44 @@ class SentryStack:
             )
 
         backup = config.postgres.backup
-        if backup.enabled and backup.restore.enabled:
+        restore_enabled = backup.enabled and backup.restore.enabled
+        # One ServiceAccount for every pod, with no RBAC binding and no token: no pod
+        # calls the API server. harden_workloads puts it, seccomp and dropped
+        # capabilities on every pod template (see pod_security.py).
+        self.service_account = service_account(chart, names.sentry(SERVICE_ACCOUNT_COMPONENT))
+        if config.network.policies:
+            sentry_pods = [names.sentry(c) for c in ("web", "worker", "cron", "migrations")]
+            if sentry.cleanup.enabled:
+                sentry_pods.append(names.sentry("cleanup"))
+            # The restore's policies are always here, not in 90-restore: the runbook applies
+            # only 90-restore.k8s.yaml (20-sentry would scale Sentry back up), and no restore
+            # pod exists unless the restore Job does.
+            database_clients = [names.backup, names.restore] if backup.enabled else []
+            smtp_ports = [sentry.smtp.port] if sentry.smtp.host else []
+            endpoint = urlsplit(backup.offsite.endpoint_url)
+            NetworkPolicies(
+                chart,
+                "network-policies",
+                NetworkPoliciesProps(
+                    config=config.network,
+                    stack=names.sentry("network"),
+                    web=names.sentry("web"),
+                    web_port=SENTRY_PORT,
+                    sentry=sentry_pods,
+                    internet=[names.sentry(c) for c in ("web", "worker", "cron")],
+                    internet_ports=[*config.network.sentry_egress_ports, *smtp_ports],
+                    postgres=names.postgres,
+                    postgres_port=POSTGRES_PORT,
+                    redis=names.redis,
+                    redis_port=REDIS_PORT,
+                    database_clients=database_clients,
+                    offsite=names.backup if backup.enabled and backup.offsite.enabled else None,
+                    offsite_port=endpoint.port or (80 if endpoint.scheme == "http" else 443),
+                ),
+            )
+        harden_workloads(chart, self.service_account.name)
+
+        if restore_enabled:
             restore_chart = cdk8s.Chart(
                 app, "90-restore", namespace=config.namespace, disable_resource_name_hashes=True
             )
@@ -140,3 +188,4 @@ class SentryStack:
                     secret=kplus.Secret.from_secret_name(restore_chart, "secret-ref", names.secret_name),
                 ),
             )
+            harden_workloads(restore_chart, self.service_account.name)

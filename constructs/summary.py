@@ -33,7 +33,16 @@ def summary(config: StackConfig, outdir: Path) -> str:
         f"{budget.cpu_m}m / {budget.memory // MI}Mi left after its control plane "
         f"({100 * total.cpu_m // budget.cpu_m}% / {100 * total.memory // budget.memory}%)",
         "next:",
-        f"  kubectl apply -f {outdir.name}/",
+    ]
+    if config.postgres.backup.enabled and config.postgres.backup.restore.enabled:
+        lines += [
+            "  RESTORE MODE: apply only the restore Job, with Sentry scaled to 0 (README: Backup and restore):",
+            f"  kubectl apply -f {outdir.name}/90-restore.k8s.yaml",
+            f"  (applying {outdir.name}/20-sentry.k8s.yaml now would scale Sentry back up)",
+        ]
+    else:
+        lines.append(f"  kubectl apply -f {outdir.name}/")
+    lines += [
         f"  kubectl -n {ns} get pods -w        # migrations take a few minutes on first start",
         f"  kubectl -n {ns} rollout status deployment/{web}",
     ]

@@ -1,0 +1,186 @@
+"""NetworkPolicies: deny everything in the namespace, then allow what the stack needs.
+
+A connection needs an egress rule on the client's pod and an ingress rule on the
+server's pod; pods are selected by the standard labels (naming.py).
+- `<release>-default-deny`: every pod in the namespace, no ingress, no egress;
+- `<release>-dns`: every pod may query the cluster DNS on port 53 (UDP and TCP);
+- web: ingress on its port from anywhere (Service, NodePort, Ingress controller, probes);
+- PostgreSQL: ingress only from the Sentry pods and the database clients (backup, restore);
+- Redis: ingress only from the Sentry pods;
+- each Sentry pod: egress to PostgreSQL and Redis; the `internet` ones (web, worker,
+  cron) also to `sentry_egress_cidrs` on the configured ports (GitHub/GitLab login,
+  integrations, mail);
+- backup and restore: egress to PostgreSQL; the backup also to `offsite_egress_cidrs`
+  when it copies dumps offsite.
+No pod gets a rule to the Kubernetes API server: none of them calls it.
+
+NetworkPolicies only work with a CNI that enforces them: minikube's default does not
+(start it with `--cni=calico` or `--cni=cilium`); without one they are inert.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from constructs import Construct
+from constructs.config import NetworkConfig
+from constructs.naming import Component
+from imports import k8s
+
+
+@dataclass(frozen=True)
+class NetworkPoliciesProps:
+    """Props of NetworkPolicies."""
+
+    config: NetworkConfig
+    """DNS peers and egress CIDRs and ports (defaults: see NetworkConfig)."""
+    stack: Component
+    """Names and labels of the namespace-wide policies (default deny, DNS)."""
+    web: Component
+    """The web pods: reachable from anywhere on `web_port`."""
+    web_port: int
+    sentry: Sequence[Component]
+    """Every Sentry pod (web, worker, cron, migrations, cleanup): clients of PostgreSQL and Redis."""
+    internet: Sequence[Component]
+    """The Sentry pods that may also reach `config.sentry_egress_cidrs` (web, worker, cron)."""
+    internet_ports: Sequence[int]
+    """TCP ports for that egress: `config.sentry_egress_ports` plus the SMTP port if mail is on."""
+    postgres: Component
+    postgres_port: int
+    redis: Component
+    redis_port: int
+    database_clients: Sequence[Component] = ()
+    """Non-Sentry PostgreSQL clients (backup, restore). Default: none."""
+    offsite: Component | None = None
+    """The pods copying dumps offsite (the backup), if enabled. Default: none."""
+    offsite_port: int = 443
+    """TCP port of the S3 endpoint. Default: 443."""
+
+
+def _peer(component: Component) -> k8s.NetworkPolicyPeer:
+    """Pods of one component in this namespace."""
+    return k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=component.selector_labels))
+
+
+def _tcp(port: int) -> k8s.NetworkPolicyPort:
+    return k8s.NetworkPolicyPort(protocol="TCP", port=k8s.IntOrString.from_number(port))
+
+
+def _ip_blocks(cidrs: Sequence[str], excepts: Sequence[str]) -> list[k8s.NetworkPolicyPeer]:
+    """One ipBlock per CIDR, each carved by the excepts strictly inside it (the API
+    rejects an except outside its block)."""
+    peers = []
+    for cidr in cidrs:
+        block = ipaddress.ip_network(cidr)
+        inside = [
+            e
+            for e in excepts
+            if (net := ipaddress.ip_network(e)).version == block.version and net != block and net.subnet_of(block)
+        ]
+        peers.append(k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=cidr, except_=inside or None)))
+    return peers
+
+
+class NetworkPolicies(Construct):
+    """The stack's NetworkPolicies; see the module docstring for what each allows."""
+
+    def __init__(self, scope: Construct, id: str, props: NetworkPoliciesProps) -> None:
+        super().__init__(scope, id)
+        self.props = props
+        cfg = props.config
+        stack = props.stack
+        self._policy("default-deny", f"{stack.release}-default-deny", stack, {})
+        dns_ports = [k8s.NetworkPolicyPort(protocol=p, port=k8s.IntOrString.from_number(53)) for p in ("UDP", "TCP")]
+        dns_peers = None
+        if cfg.dns_namespace is not None:
+            dns_peers = [
+                k8s.NetworkPolicyPeer(
+                    namespace_selector=k8s.LabelSelector(
+                        match_labels={"kubernetes.io/metadata.name": cfg.dns_namespace}
+                    ),
+                    pod_selector=k8s.LabelSelector(match_labels=dict(cfg.dns_pod_labels)),
+                )
+            ]
+        self._policy(
+            "dns",
+            f"{stack.release}-dns",
+            stack,
+            {},
+            egress=[k8s.NetworkPolicyEgressRule(to=dns_peers, ports=dns_ports)],
+        )
+
+        to_databases = [
+            k8s.NetworkPolicyEgressRule(to=[_peer(props.postgres)], ports=[_tcp(props.postgres_port)]),
+            k8s.NetworkPolicyEgressRule(to=[_peer(props.redis)], ports=[_tcp(props.redis_port)]),
+        ]
+        internet = []
+        if cfg.sentry_egress_cidrs and props.internet_ports:
+            internet = [
+                k8s.NetworkPolicyEgressRule(
+                    to=_ip_blocks(cfg.sentry_egress_cidrs, cfg.egress_except_cidrs),
+                    ports=[_tcp(p) for p in sorted(set(props.internet_ports))],
+                )
+            ]
+        for comp in props.sentry:
+            ingress = None
+            if comp == props.web:
+                ingress = [k8s.NetworkPolicyIngressRule(ports=[_tcp(props.web_port)])]
+            egress = to_databases + (internet if comp in props.internet else [])
+            self._policy(comp.component, comp.name, comp, comp.selector_labels, ingress=ingress, egress=egress)
+
+        self._policy(
+            "postgresql",
+            props.postgres.name,
+            props.postgres,
+            props.postgres.selector_labels,
+            ingress=[
+                k8s.NetworkPolicyIngressRule(
+                    from_=[_peer(c) for c in [*props.sentry, *props.database_clients]],
+                    ports=[_tcp(props.postgres_port)],
+                )
+            ],
+        )
+        self._policy(
+            "redis",
+            props.redis.name,
+            props.redis,
+            props.redis.selector_labels,
+            ingress=[
+                k8s.NetworkPolicyIngressRule(from_=[_peer(c) for c in props.sentry], ports=[_tcp(props.redis_port)])
+            ],
+        )
+        for comp in props.database_clients:
+            egress = [k8s.NetworkPolicyEgressRule(to=[_peer(props.postgres)], ports=[_tcp(props.postgres_port)])]
+            if comp == props.offsite and cfg.offsite_egress_cidrs:
+                egress.append(
+                    k8s.NetworkPolicyEgressRule(
+                        to=_ip_blocks(cfg.offsite_egress_cidrs, cfg.egress_except_cidrs),
+                        ports=[_tcp(props.offsite_port)],
+                    )
+                )
+            self._policy(comp.component, comp.name, comp, comp.selector_labels, egress=egress)
+
+    def _policy(
+        self,
+        id: str,
+        name: str,
+        component: Component,
+        pod_labels: Mapping[str, str],
+        ingress: list[k8s.NetworkPolicyIngressRule] | None = None,
+        egress: list[k8s.NetworkPolicyEgressRule] | None = None,
+    ) -> k8s.KubeNetworkPolicy:
+        """Both policy types always: a type without rules denies that direction, so a pod
+        selected here stays denied in any direction this policy does not allow."""
+        return k8s.KubeNetworkPolicy(
+            self,
+            id,
+            metadata=k8s.ObjectMeta(name=name, labels=component.labels),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels=dict(pod_labels) or None),
+                policy_types=["Ingress", "Egress"],
+                ingress=ingress,
+                egress=egress,
+            ),
+        )

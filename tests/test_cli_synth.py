@@ -1,0 +1,58 @@
+"""`cdk8s synth` (the pinned CLI, app from cdk8s.yaml) and `python main.py` write the same dist/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_DIR, TEST_SECRETS, secret_env
+
+CLI = PROJECT_DIR / "tools" / "node_modules" / ".bin" / "cdk8s"
+
+
+def _project_copy(tmp_path: Path) -> Path:
+    """The app's files in a scratch folder, so the CLI's dist/ is not the project's."""
+    copy = tmp_path / "project"
+    copy.mkdir()
+    for name in ("main.py", "cdk8s.yaml"):
+        shutil.copy(PROJECT_DIR / name, copy / name)
+    for name in ("constructs", "imports", "config"):
+        shutil.copytree(PROJECT_DIR / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / ".venv").symlink_to(PROJECT_DIR / ".venv")
+    return copy
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.yaml"))}
+
+
+def test_cdk8s_synth_and_python_main_produce_the_same_dist(tmp_path: Path) -> None:
+    if not CLI.exists():
+        pytest.fail(f"{CLI} is missing: run `make setup` (npm ci --prefix tools)")
+    project = _project_copy(tmp_path)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SENTRY_K8S_")},
+        **secret_env(TEST_SECRETS),
+        "SENTRY_K8S_SECRETS_FILE": str(tmp_path / "secrets.yaml"),
+    }
+    cli = subprocess.run(
+        [str(CLI), "synth", "--no-check-upgrade"], cwd=project, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    from_cli = _files(project / "dist")
+
+    plain = subprocess.run(
+        [str(project / ".venv" / "bin" / "python"), "main.py", "--outdir", str(tmp_path / "plain"), "--quiet"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert from_cli == _files(tmp_path / "plain")
+    assert set(from_cli) == {"00-namespace.k8s.yaml", "10-secrets.k8s.yaml", "20-sentry.k8s.yaml"}

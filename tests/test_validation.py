@@ -1,0 +1,144 @@
+"""dist/ would apply and passes a security scan: strict schemas on several Kubernetes
+versions, and checkov with zero failed checks, for the default configuration and for
+one that turns on every optional object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from constructs.pod_security import CHECKOV_SKIPS
+from tests.conftest import PROJECT_DIR, TEST_SECRETS, Dist, synth
+from tools.validate import (
+    CHECKOV,
+    KUBERNETES_VERSIONS,
+    SKIP_TABLE_END,
+    SKIP_TABLE_START,
+    CheckovMissing,
+    failed_checks,
+    run_checkov,
+    schema_errors,
+    skip_table,
+)
+
+# Every optional object on: Ingress with TLS, GitHub and GitLab login (the plugin
+# image), GitHub App, mail, offsite backup copy, the restore Job.
+FULL_VALUES = """
+sentry:
+  url_prefix: https://sentry.example.com
+  web:
+    service_type: ClusterIP
+    ingress: {enabled: true, host: sentry.example.com, class_name: nginx, tls_secret: sentry-tls}
+  github: {login_enabled: true, client_id: Iv1.abc, app_id: "12345", app_name: sentry-example}
+  gitlab: {login_enabled: true, application_id: gitlab-app-id}
+  smtp: {host: smtp.example.com, port: 587, user: sentry@example.com, use_tls: true}
+postgres:
+  backup:
+    offsite:
+      enabled: true
+      bucket: sentry-backups
+      access_key_id: AKIAEXAMPLE
+      endpoint_url: https://minio.example.com:9000
+    restore: {enabled: true}
+"""
+FULL_SECRETS = {
+    **TEST_SECRETS,
+    "github-client-secret": "gh-client-test-secret",
+    "github-private-key": "gh-key-test-secret",
+    "github-webhook-secret": "gh-hook-test-secret",
+    "gitlab-application-secret": "gl-test-secret",
+    "smtp-password": "smtp-test-secret",
+    "s3-secret-access-key": "s3-test-secret",
+}
+
+
+def synth_full(tmp: Path) -> Dist:
+    code, dist = synth(tmp, FULL_VALUES, secrets=FULL_SECRETS)
+    assert code == 0
+    return dist
+
+
+@pytest.fixture(scope="module")
+def full_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    return synth_full(tmp_path_factory.mktemp("validation-full"))
+
+
+@pytest.fixture(params=["default", "full"])
+def any_dist(request: pytest.FixtureRequest, default_dist: Dist, full_dist: Dist) -> Dist:
+    return default_dist if request.param == "default" else full_dist
+
+
+def test_the_full_configuration_has_every_optional_object(full_dist: Dist) -> None:
+    assert full_dist.get("Ingress", "sentry-web")["spec"]["tls"]
+    assert [f.name for f in full_dist.files][-1] == "90-restore.k8s.yaml"
+    assert full_dist.get("Deployment", "sentry-web")["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "sentry-k8s/sentry-auth:9.1.2"
+    )
+    backup = full_dist.get("CronJob", "sentry-backup")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in backup["containers"]] == ["offsite"]
+
+
+def test_validated_versions_are_the_api_level_minikube_and_the_newest() -> None:
+    assert "1.27.0" in KUBERNETES_VERSIONS  # cdk8s-plus-27 and imports/
+    assert {"1.35.0", "1.36.0"} <= set(KUBERNETES_VERSIONS)  # minikube's default: released, next
+    newest = max(KUBERNETES_VERSIONS, key=lambda v: tuple(map(int, v.split("."))))
+    assert newest == kubernetes_validate.latest_version()
+
+
+@pytest.mark.parametrize("version", list(KUBERNETES_VERSIONS))
+def test_every_object_validates_strictly(any_dist: Dist, version: str) -> None:
+    assert schema_errors(any_dist.path, [version]) == []
+
+
+def test_strict_validation_rejects_unknown_fields(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, bogus: 1}\n")
+    (error,) = schema_errors(tmp_path, ["1.27.0"])
+    assert "bogus" in error
+
+
+def _checkov(path: Path) -> dict:
+    try:
+        return run_checkov(path)
+    except CheckovMissing:
+        pytest.fail(f"checkov is not installed at {CHECKOV}: run tools/setup.sh (it creates .venv-checkov)")
+
+
+def test_checkov_finds_no_failed_check(any_dist: Dist) -> None:
+    report = _checkov(any_dist.path)
+    assert failed_checks(report) == []
+    assert report["summary"]["failed"] == 0
+    assert report["summary"]["passed"] > 500
+    skipped = {c["check_id"] for c in report["results"]["skipped_checks"]}
+    assert skipped <= {s.check for s in CHECKOV_SKIPS}
+
+
+def test_checkov_still_fails_without_the_hardening(default_dist: Dist, tmp_path: Path) -> None:
+    # The scan is live: the same manifests without skips and seccomp fail it.
+    text = default_dist.files[-1].read_text(encoding="utf-8")
+    stripped = "\n".join(line for line in text.splitlines() if "checkov.io/skip" not in line)
+    stripped = stripped.replace("type: RuntimeDefault", "type: Unconfined")
+    (tmp_path / "20-sentry.k8s.yaml").write_text(stripped, encoding="utf-8")
+    failed = {c.split()[0] for c in failed_checks(_checkov(tmp_path))}
+    assert {"CKV_K8S_31", "CKV_K8S_43"} <= failed
+
+
+def test_every_skip_is_an_annotation_with_its_reason_from_the_table(any_dist: Dist) -> None:
+    reasons = {s.check: s.reason for s in CHECKOV_SKIPS}
+    seen = set()
+    for obj in any_dist.objects:
+        for key, value in (obj["metadata"].get("annotations") or {}).items():
+            if key.startswith("checkov.io/skip"):
+                check, _, reason = value.partition("=")
+                assert reasons[check] == reason, (obj["metadata"]["name"], check)
+                seen.add(check)
+    assert seen == set(reasons), "a skip in CHECKOV_SKIPS that no object needs: remove it"
+
+
+def test_readme_skip_table_matches_the_code() -> None:
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    if SKIP_TABLE_START not in readme:
+        pytest.skip("README.md has no checkov skip table yet (see tools/validate.py --skip-table)")
+    start, end = readme.index(SKIP_TABLE_START), readme.index(SKIP_TABLE_END) + len(SKIP_TABLE_END)
+    assert readme[start:end] == skip_table(), "paste the output of: .venv/bin/python tools/validate.py --skip-table"
