@@ -21,12 +21,15 @@ from constructs.naming import Component
 from constructs.secrets_store import POSTGRES_PASSWORD, S3_SECRET_ACCESS_KEY
 from constructs.workload import (
     bash_command,
+    command_probe,
     container_resources,
+    container_security,
     cron,
     metadata,
     patch,
     plain_env,
     pod_metadata,
+    pod_security,
     seconds,
     secret_env,
     select,
@@ -63,17 +66,6 @@ class PostgresWithBackupProps:
     """Secret holding `postgres-password`."""
     image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
     """Pull policy; default IfNotPresent."""
-
-
-def postgres_security(read_only_root: bool = True) -> kplus.ContainerSecurityContextProps:
-    return kplus.ContainerSecurityContextProps(
-        ensure_non_root=True,
-        user=POSTGRES_UID,
-        group=POSTGRES_UID,
-        read_only_root_filesystem=read_only_root,
-        allow_privilege_escalation=False,
-        privileged=False,
-    )
 
 
 class PostgresWithBackup(Construct):
@@ -135,9 +127,7 @@ class PostgresWithBackup(Construct):
             automount_service_account_token=False,
             # Give a busy database time to checkpoint and shut down cleanly.
             termination_grace_period=seconds(120),
-            security_context=kplus.PodSecurityContextProps(
-                ensure_non_root=True, user=POSTGRES_UID, group=POSTGRES_UID, fs_group=POSTGRES_UID
-            ),
+            security_context=pod_security(POSTGRES_UID, POSTGRES_UID),
             containers=[
                 kplus.ContainerProps(
                     name="postgresql",
@@ -149,17 +139,11 @@ class PostgresWithBackup(Construct):
                         "POSTGRES_PASSWORD": secret_env(self.props.secret, POSTGRES_PASSWORD.key),
                     },
                     resources=container_resources(cfg.resources),
-                    security_context=postgres_security(),
+                    security_context=container_security(POSTGRES_UID, POSTGRES_UID),
                     # initdb on first start can take a while on slow disks.
-                    startup=kplus.Probe.from_command(
-                        ready, period_seconds=seconds(5), failure_threshold=60, timeout_seconds=seconds(5)
-                    ),
-                    readiness=kplus.Probe.from_command(
-                        ready, period_seconds=seconds(10), failure_threshold=3, timeout_seconds=seconds(5)
-                    ),
-                    liveness=kplus.Probe.from_command(
-                        ready, period_seconds=seconds(20), failure_threshold=6, timeout_seconds=seconds(5)
-                    ),
+                    startup=command_probe(ready, period=5, failures=60),
+                    readiness=command_probe(ready, period=10, failures=3),
+                    liveness=command_probe(ready, period=20, failures=6),
                     volume_mounts=[
                         kplus.VolumeMount(
                             path="/var/run/postgresql",
@@ -213,7 +197,7 @@ class PostgresWithBackup(Construct):
                 ),
             },
             resources=container_resources(backup.resources),
-            security_context=postgres_security(),
+            security_context=container_security(POSTGRES_UID, POSTGRES_UID),
             volume_mounts=[kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups)],
         )
         # With an offsite copy the dump runs first, as the init container, and the upload
@@ -238,9 +222,7 @@ class PostgresWithBackup(Construct):
             active_deadline=seconds(backup.active_deadline_seconds),
             restart_policy=kplus.RestartPolicy.NEVER,
             automount_service_account_token=False,
-            security_context=kplus.PodSecurityContextProps(
-                ensure_non_root=True, user=POSTGRES_UID, group=POSTGRES_UID, fs_group=POSTGRES_UID
-            ),
+            security_context=pod_security(POSTGRES_UID, POSTGRES_UID),
             init_containers=steps[:-1],
             containers=steps[-1:],
         )
@@ -270,7 +252,7 @@ class PostgresWithBackup(Construct):
                 "AWS_SECRET_ACCESS_KEY": secret_env(self.props.secret, S3_SECRET_ACCESS_KEY.key),
             },
             resources=container_resources(offsite.resources),
-            security_context=postgres_security(),
+            security_context=container_security(POSTGRES_UID, POSTGRES_UID),
             volume_mounts=[
                 kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups, read_only=True),
                 kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "offsite-tmp", "tmp")),
@@ -316,9 +298,7 @@ class PostgresRestore(Construct):
             active_deadline=seconds(restore.active_deadline_seconds),
             restart_policy=kplus.RestartPolicy.NEVER,
             automount_service_account_token=False,
-            security_context=kplus.PodSecurityContextProps(
-                ensure_non_root=True, user=POSTGRES_UID, group=POSTGRES_UID, fs_group=POSTGRES_UID
-            ),
+            security_context=pod_security(POSTGRES_UID, POSTGRES_UID),
             containers=[
                 kplus.ContainerProps(
                     name="restore",
@@ -336,7 +316,7 @@ class PostgresRestore(Construct):
                         ),
                     },
                     resources=container_resources(restore.resources),
-                    security_context=postgres_security(),
+                    security_context=container_security(POSTGRES_UID, POSTGRES_UID),
                     volume_mounts=[
                         kplus.VolumeMount(
                             path=BACKUP_MOUNT,

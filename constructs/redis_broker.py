@@ -11,11 +11,13 @@ from constructs.config import RedisConfig
 from constructs.naming import Component
 from constructs.secrets_store import REDIS_PASSWORD
 from constructs.workload import (
+    command_probe,
     container_resources,
+    container_security,
     metadata,
     patch,
     pod_metadata,
-    seconds,
+    pod_security,
     secret_env,
     select,
     service_for,
@@ -74,9 +76,7 @@ class RedisBroker(Construct):
             replicas=1,
             service=self.service,
             automount_service_account_token=False,
-            security_context=kplus.PodSecurityContextProps(
-                ensure_non_root=True, user=REDIS_UID, group=REDIS_GID, fs_group=REDIS_GID
-            ),
+            security_context=pod_security(REDIS_UID, REDIS_GID),
             containers=[
                 kplus.ContainerProps(
                     name="redis",
@@ -92,23 +92,10 @@ class RedisBroker(Construct):
                         "REDIS_DATA_DIR": kplus.EnvValue.from_value("/data"),
                     },
                     resources=container_resources(cfg.resources),
-                    security_context=kplus.ContainerSecurityContextProps(
-                        ensure_non_root=True,
-                        user=REDIS_UID,
-                        group=REDIS_GID,
-                        read_only_root_filesystem=True,
-                        allow_privilege_escalation=False,
-                        privileged=False,
-                    ),
-                    startup=kplus.Probe.from_command(
-                        ping, period_seconds=seconds(2), failure_threshold=60, timeout_seconds=seconds(3)
-                    ),
-                    readiness=kplus.Probe.from_command(
-                        ping, period_seconds=seconds(5), failure_threshold=3, timeout_seconds=seconds(3)
-                    ),
-                    liveness=kplus.Probe.from_command(
-                        ping, period_seconds=seconds(10), failure_threshold=6, timeout_seconds=seconds(5)
-                    ),
+                    security_context=container_security(REDIS_UID, REDIS_GID),
+                    startup=command_probe(ping, period=2, failures=60, timeout=3),
+                    readiness=command_probe(ping, period=5, failures=3, timeout=3),
+                    liveness=command_probe(ping, period=10, failures=6),
                     volume_mounts=[
                         kplus.VolumeMount(
                             path="/run/redis",

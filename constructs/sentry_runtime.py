@@ -36,8 +36,10 @@ from constructs.secrets_store import (
 from constructs.workload import (
     WAIT_RESOURCES,
     container_resources,
+    container_security,
     metadata,
     plain_env,
+    pod_security,
     pull_policy,
     secret_env,
     shell_command,
@@ -183,19 +185,10 @@ class SentryRuntime(Construct):
         return {CHECKSUM_ANNOTATION: self.checksum}
 
     def security_context(self) -> kplus.PodSecurityContextProps:
-        return kplus.PodSecurityContextProps(
-            ensure_non_root=True, user=SENTRY_UID, group=SENTRY_UID, fs_group=SENTRY_UID
-        )
+        return pod_security(SENTRY_UID, SENTRY_UID)
 
     def container_security(self) -> kplus.ContainerSecurityContextProps:
-        return kplus.ContainerSecurityContextProps(
-            ensure_non_root=True,
-            user=SENTRY_UID,
-            group=SENTRY_UID,
-            read_only_root_filesystem=True,
-            allow_privilege_escalation=False,
-            privileged=False,
-        )
+        return container_security(SENTRY_UID, SENTRY_UID)
 
     def volume_mounts(self, scope: Construct, filestore: bool = True) -> list[kplus.VolumeMount]:
         """/etc/sentry (config, read-only), /tmp (scratch) and, optionally, the filestore."""
@@ -233,14 +226,7 @@ class SentryRuntime(Construct):
             command=shell_command(script),
             env_variables={**pg.client_env(), **plain_env(extra or {})},
             resources=container_resources(WAIT_RESOURCES),
-            security_context=kplus.ContainerSecurityContextProps(
-                ensure_non_root=True,
-                user=SENTRY_UID,
-                group=SENTRY_UID,
-                read_only_root_filesystem=True,
-                allow_privilege_escalation=False,
-                privileged=False,
-            ),
+            security_context=container_security(SENTRY_UID, SENTRY_UID),
         )
 
 

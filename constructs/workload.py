@@ -12,6 +12,7 @@ exists to override one of them in a single place:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def bash_command(name: str) -> list[str]:
     return ["/bin/bash", "-c", script(name)]
 
 
+@functools.cache  # Resources is frozen (hashable); see the note on jsii round trips below
 def container_resources(res: Resources) -> kplus.ContainerResources:
     return kplus.ContainerResources(
         cpu=kplus.CpuResources(
@@ -105,14 +107,30 @@ def service_for(
     return service
 
 
+# Every jsii call is a round trip to the node process (~0.4 ms). The same env values
+# appear in many containers, and an EnvValue is immutable, so each is made once.
+# The cache holds the secret object itself, so its id() cannot be reused by another.
+_SECRET_ENV: dict[tuple[int, str], tuple[kplus.ISecret, kplus.EnvValue]] = {}
+
+
 def secret_env(secret: kplus.ISecret, key: str) -> kplus.EnvValue:
-    return kplus.EnvValue.from_secret_value(kplus.SecretValue(secret=secret, key=key))
+    cache_key = (id(secret), key)
+    if cache_key not in _SECRET_ENV:
+        value = kplus.EnvValue.from_secret_value(kplus.SecretValue(secret=secret, key=key))
+        _SECRET_ENV[cache_key] = (secret, value)
+    return _SECRET_ENV[cache_key][1]
+
+
+@functools.cache
+def _value_env(value: str) -> kplus.EnvValue:
+    return kplus.EnvValue.from_value(value)
 
 
 def plain_env(values: Mapping[str, str]) -> dict[str, kplus.EnvValue]:
-    return {k: kplus.EnvValue.from_value(v) for k, v in values.items()}
+    return {k: _value_env(v) for k, v in values.items()}
 
 
+@functools.cache
 def seconds(value: int) -> cdk8s.Duration:
     return cdk8s.Duration.seconds(value)
 
@@ -167,4 +185,29 @@ def disruption_budget(scope: Construct, component: Component) -> k8s.KubePodDisr
             max_unavailable=k8s.IntOrString.from_number(1),
             selector=k8s.LabelSelector(match_labels=component.selector_labels),
         ),
+    )
+
+
+def pod_security(uid: int, gid: int) -> kplus.PodSecurityContextProps:
+    """Run the pod as the image's own unprivileged user; fsGroup makes volumes writable
+    for it without the root-only chown that the images' entrypoints would do."""
+    return kplus.PodSecurityContextProps(ensure_non_root=True, user=uid, group=gid, fs_group=gid)
+
+
+def container_security(uid: int, gid: int) -> kplus.ContainerSecurityContextProps:
+    """Non-root, read-only root filesystem, no privilege escalation. Capabilities and
+    seccomp are added to every container by pod_security.harden_workloads."""
+    return kplus.ContainerSecurityContextProps(
+        ensure_non_root=True,
+        user=uid,
+        group=gid,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
+        privileged=False,
+    )
+
+
+def command_probe(command: Sequence[str], period: int, failures: int, timeout: int = 5) -> kplus.Probe:
+    return kplus.Probe.from_command(
+        list(command), period_seconds=seconds(period), failure_threshold=failures, timeout_seconds=seconds(timeout)
     )
