@@ -10,7 +10,7 @@ from constructs import Construct
 from constructs.config import CleanupConfig
 from constructs.naming import Component
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import container_resources, cron, metadata, pod_metadata, seconds
+from constructs.workload import cron, seconds
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ class SentryCleanup(Construct):
         self.cronjob = kplus.CronJob(
             self,
             "cronjob",
-            metadata=metadata(comp),
-            pod_metadata=pod_metadata(comp, rt.pod_annotations()),
-            select=False,
+            **rt.pod_props(comp),
             schedule=cron(cfg.schedule),
             time_zone="Etc/UTC",
             concurrency_policy=kplus.ConcurrencyPolicy.FORBID,
@@ -46,20 +44,9 @@ class SentryCleanup(Construct):
             backoff_limit=1,
             active_deadline=seconds(6 * 3600),
             restart_policy=kplus.RestartPolicy.NEVER,
-            automount_service_account_token=False,
-            security_context=rt.security_context(),
-            init_containers=[rt.wait_for_postgres(), rt.wait_for_migrations()],
             containers=[
-                kplus.ContainerProps(
-                    name="cleanup",
-                    image=rt.image,
-                    image_pull_policy=rt.image_pull_policy,
-                    command=["sentry", "cleanup", "--days", str(cfg.days)],
-                    working_dir="/tmp",
-                    env_variables=rt.env(),
-                    resources=container_resources(cfg.resources),
-                    security_context=rt.container_security(),
-                    volume_mounts=rt.volume_mounts(self),
+                rt.container(
+                    self, "cleanup", ["sentry", "cleanup", "--days", str(cfg.days)], cfg.resources, working_dir="/tmp"
                 )
             ],
         )

@@ -10,7 +10,7 @@ from constructs import Construct
 from constructs.config import CronConfig
 from constructs.naming import Component
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import container_resources, metadata, pod_metadata, select
+from constructs.workload import select
 
 
 @dataclass(frozen=True)
@@ -40,26 +40,13 @@ class SentryCron(Construct):
         self.deployment = kplus.Deployment(
             self,
             "deployment",
-            metadata=metadata(comp),
-            pod_metadata=pod_metadata(comp, rt.pod_annotations()),
-            select=False,
+            **rt.pod_props(comp),
             spread=False,
             replicas=1,
             strategy=kplus.DeploymentStrategy.recreate(),
-            automount_service_account_token=False,
-            security_context=rt.security_context(),
-            init_containers=[rt.wait_for_postgres(), rt.wait_for_migrations()],
             containers=[
-                kplus.ContainerProps(
-                    name="cron",
-                    image=rt.image,
-                    image_pull_policy=rt.image_pull_policy,
-                    command=["sentry", "run", "cron"],
-                    working_dir="/tmp",
-                    env_variables=rt.env(),
-                    resources=container_resources(cfg.resources),
-                    security_context=rt.container_security(),
-                    volume_mounts=rt.volume_mounts(self, filestore=False),
+                rt.container(
+                    self, "cron", ["sentry", "run", "cron"], cfg.resources, filestore=False, working_dir="/tmp"
                 )
             ],
         )

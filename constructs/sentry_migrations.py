@@ -31,10 +31,7 @@ from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import (
     WAIT_RESOURCES,
     bash_command,
-    container_resources,
-    metadata,
     plain_env,
-    pod_metadata,
     script,
     seconds,
     secret_env,
@@ -70,28 +67,25 @@ class SentryMigrations(Construct):
         self.job = kplus.Job(
             self,
             "job",
-            metadata=metadata(comp, self.name),
-            pod_metadata=pod_metadata(comp, rt.pod_annotations()),
-            select=False,
+            **rt.pod_props(
+                comp,
+                name=self.name,
+                init_containers=[
+                    rt.wait_for_postgres(),
+                    rt.container(
+                        self,
+                        "migrate",
+                        bash_command("sentry-migrate"),
+                        cfg.resources,
+                        filestore=False,
+                        env=env,
+                        working_dir="/tmp",
+                    ),
+                ],
+            ),
             backoff_limit=cfg.backoff_limit,
             active_deadline=seconds(cfg.active_deadline_seconds),
             restart_policy=kplus.RestartPolicy.NEVER,
-            automount_service_account_token=False,
-            security_context=rt.security_context(),
-            init_containers=[
-                rt.wait_for_postgres(),
-                kplus.ContainerProps(
-                    name="migrate",
-                    image=rt.image,
-                    image_pull_policy=rt.image_pull_policy,
-                    command=bash_command("sentry-migrate"),
-                    working_dir="/tmp",
-                    env_variables=env,
-                    resources=container_resources(cfg.resources),
-                    security_context=rt.container_security(),
-                    volume_mounts=rt.volume_mounts(self, filestore=False),
-                ),
-            ],
             containers=[
                 rt.postgres_client("mark-migrated", "mark-migrated", {"SENTRY_MIGRATION_VERSION": rt.migration_version})
             ],

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import SentryConfig
+from constructs.config import Resources, SentryConfig
 from constructs.naming import Component
 from constructs.postgres_with_backup import PostgresWithBackup
 from constructs.redis_broker import RedisBroker
@@ -39,6 +41,7 @@ from constructs.workload import (
     container_security,
     metadata,
     plain_env,
+    pod_metadata,
     pod_security,
     pull_policy,
     secret_env,
@@ -183,6 +186,49 @@ class SentryRuntime(Construct):
 
     def pod_annotations(self) -> dict[str, str]:
         return {CHECKSUM_ANNOTATION: self.checksum}
+
+    def pod_props(
+        self,
+        component: Component,
+        init_containers: list[kplus.ContainerProps] | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Props every Sentry workload shares: labels (selected by the caller), the config
+        checksum, the non-root pod security context, no service account token, and the
+        init containers (default: wait for PostgreSQL, then for this image's migrations)."""
+        if init_containers is None:
+            init_containers = [self.wait_for_postgres(), self.wait_for_migrations()]
+        return {
+            "metadata": metadata(component, name),
+            "pod_metadata": pod_metadata(component, self.pod_annotations()),
+            "select": False,
+            "automount_service_account_token": False,
+            "security_context": self.security_context(),
+            "init_containers": init_containers,
+        }
+
+    def container(
+        self,
+        scope: Construct,
+        name: str,
+        command: Sequence[str],
+        resources: Resources,
+        filestore: bool = True,
+        env: Mapping[str, kplus.EnvValue] | None = None,
+        **extra: Any,
+    ) -> kplus.ContainerProps:
+        """A container of the Sentry image: `command` with the shared env, mounts and security."""
+        return kplus.ContainerProps(
+            name=name,
+            image=self.image,
+            image_pull_policy=self.image_pull_policy,
+            command=list(command),
+            env_variables=dict(env) if env is not None else self.env(),
+            resources=container_resources(resources),
+            security_context=self.container_security(),
+            volume_mounts=self.volume_mounts(scope, filestore=filestore),
+            **extra,
+        )
 
     def security_context(self) -> kplus.PodSecurityContextProps:
         return pod_security(SENTRY_UID, SENTRY_UID)

@@ -11,13 +11,11 @@ from constructs.config import WebConfig
 from constructs.naming import Component
 from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime
 from constructs.workload import (
-    container_resources,
     disruption_budget,
-    metadata,
-    pod_metadata,
     seconds,
     select,
     service_for,
+    zero_downtime_rollout,
 )
 from imports import k8s
 
@@ -61,32 +59,20 @@ class SentryWeb(Construct):
         self.deployment = kplus.Deployment(
             self,
             "deployment",
-            metadata=metadata(comp),
-            pod_metadata=pod_metadata(comp, rt.pod_annotations()),
-            select=False,
+            **rt.pod_props(comp),
             spread=False,
             replicas=cfg.replicas,
-            strategy=kplus.DeploymentStrategy.rolling_update(
-                max_surge=kplus.PercentOrAbsolute.absolute(1),
-                max_unavailable=kplus.PercentOrAbsolute.absolute(0),
-            ),
-            automount_service_account_token=False,
-            security_context=rt.security_context(),
-            init_containers=[rt.wait_for_postgres(), rt.wait_for_migrations()],
+            strategy=zero_downtime_rollout(),
             containers=[
-                kplus.ContainerProps(
-                    name="web",
-                    image=rt.image,
-                    image_pull_policy=rt.image_pull_policy,
-                    command=["sentry", "run", "web"],
+                rt.container(
+                    self,
+                    "web",
+                    ["sentry", "run", "web"],
+                    cfg.resources,
                     port_number=SENTRY_PORT,
-                    env_variables=rt.env(),
-                    resources=container_resources(cfg.resources),
-                    security_context=rt.container_security(),
                     startup=health(failures=30, period=10),
                     readiness=health(failures=3, period=10),
                     liveness=health(failures=3, period=20),
-                    volume_mounts=rt.volume_mounts(self),
                 )
             ],
         )

@@ -10,7 +10,12 @@ from constructs import Construct
 from constructs.config import WorkerConfig
 from constructs.naming import Component
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import container_resources, disruption_budget, metadata, pod_metadata, seconds, select
+from constructs.workload import (
+    disruption_budget,
+    seconds,
+    select,
+    zero_downtime_rollout,
+)
 
 
 @dataclass(frozen=True)
@@ -40,29 +45,14 @@ class SentryWorker(Construct):
         self.deployment = kplus.Deployment(
             self,
             "deployment",
-            metadata=metadata(comp),
-            pod_metadata=pod_metadata(comp, rt.pod_annotations()),
-            select=False,
+            **rt.pod_props(comp),
             spread=False,
             replicas=cfg.replicas,
-            strategy=kplus.DeploymentStrategy.rolling_update(
-                max_surge=kplus.PercentOrAbsolute.absolute(1),
-                max_unavailable=kplus.PercentOrAbsolute.absolute(0),
-            ),
+            strategy=zero_downtime_rollout(),
             termination_grace_period=seconds(cfg.termination_grace_seconds),
-            automount_service_account_token=False,
-            security_context=rt.security_context(),
-            init_containers=[rt.wait_for_postgres(), rt.wait_for_migrations()],
             containers=[
-                kplus.ContainerProps(
-                    name="worker",
-                    image=rt.image,
-                    image_pull_policy=rt.image_pull_policy,
-                    command=["sentry", "run", "worker", "--concurrency", str(cfg.concurrency)],
-                    env_variables=rt.env(),
-                    resources=container_resources(cfg.resources),
-                    security_context=rt.container_security(),
-                    volume_mounts=rt.volume_mounts(self),
+                rt.container(
+                    self, "worker", ["sentry", "run", "worker", "--concurrency", str(cfg.concurrency)], cfg.resources
                 )
             ],
         )

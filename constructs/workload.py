@@ -211,3 +211,10 @@ def command_probe(command: Sequence[str], period: int, failures: int, timeout: i
     return kplus.Probe.from_command(
         list(command), period_seconds=seconds(period), failure_threshold=failures, timeout_seconds=seconds(timeout)
     )
+
+
+def zero_downtime_rollout() -> kplus.DeploymentStrategy:
+    """One extra pod first, an old one removed only when the new one is ready."""
+    return kplus.DeploymentStrategy.rolling_update(
+        max_surge=kplus.PercentOrAbsolute.absolute(1), max_unavailable=kplus.PercentOrAbsolute.absolute(0)
+    )
