@@ -30,7 +30,8 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.yaml"))}
 
 
-def test_cdk8s_synth_and_python_main_produce_the_same_dist(tmp_path: Path) -> None:
+@pytest.mark.parametrize("values_file", [None, "config/production.yaml"])
+def test_cdk8s_synth_and_python_main_produce_the_same_dist(tmp_path: Path, values_file: str | None) -> None:
     if not CLI.exists():
         pytest.fail(f"{CLI} is missing: run `make setup` (npm ci --prefix tools)")
     project = _project_copy(tmp_path)
@@ -38,6 +39,8 @@ def test_cdk8s_synth_and_python_main_produce_the_same_dist(tmp_path: Path) -> No
         **{k: v for k, v in os.environ.items() if not k.startswith("SENTRY_K8S_")},
         **secret_env(TEST_SECRETS),
         "SENTRY_K8S_SECRETS_FILE": str(tmp_path / "secrets.yaml"),
+        # The values file is chosen the same way for both: SENTRY_K8S_CONFIG.
+        **({"SENTRY_K8S_CONFIG": values_file} if values_file else {}),
     }
     cli = subprocess.run(
         [str(CLI), "synth", "--no-check-upgrade"], cwd=project, env=env, capture_output=True, text=True, timeout=180
@@ -55,4 +58,8 @@ def test_cdk8s_synth_and_python_main_produce_the_same_dist(tmp_path: Path) -> No
     )
     assert plain.returncode == 0, plain.stderr
     assert from_cli == _files(tmp_path / "plain")
-    assert set(from_cli) == {"00-namespace.k8s.yaml", "10-secrets.k8s.yaml", "20-sentry.k8s.yaml"}
+    if values_file is None:
+        assert set(from_cli) == {"00-namespace.k8s.yaml", "10-secrets.k8s.yaml", "20-sentry.k8s.yaml"}
+    else:  # production.yaml: an existing Secret, three web replicas
+        assert set(from_cli) == {"00-namespace.k8s.yaml", "20-sentry.k8s.yaml"}
+        assert b"replicas: 3" in from_cli["20-sentry.k8s.yaml"]
