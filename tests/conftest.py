@@ -124,3 +124,46 @@ def manifest_env(container: dict, secrets: Mapping[str, str] = TEST_SECRETS, **o
             env[item["name"]] = secrets[item["valueFrom"]["secretKeyRef"]["key"]]
     env.update(overrides)
     return env
+
+
+# Every optional object on: Ingress with TLS, GitHub and GitLab login (the plugin
+# image), GitHub App, mail, offsite backup copy, the restore Job.
+FULL_VALUES = """
+sentry:
+  url_prefix: https://sentry.example.com
+  web:
+    service_type: ClusterIP
+    ingress: {enabled: true, host: sentry.example.com, class_name: nginx, tls_secret: sentry-tls}
+  github: {login_enabled: true, client_id: Iv1.abc, app_id: "12345", app_name: sentry-example}
+  gitlab: {login_enabled: true, application_id: gitlab-app-id}
+  smtp: {host: smtp.example.com, port: 587, user: sentry@example.com, use_tls: true}
+postgres:
+  backup:
+    offsite:
+      enabled: true
+      bucket: sentry-backups
+      access_key_id: AKIAEXAMPLE
+      endpoint_url: https://minio.example.com:9000
+    restore: {enabled: true}
+"""
+FULL_SECRETS = {
+    **TEST_SECRETS,
+    "github-client-secret": "gh-client-test-secret",
+    "github-private-key": "gh-key-test-secret",
+    "github-webhook-secret": "gh-hook-test-secret",
+    "gitlab-application-secret": "gl-test-secret",
+    "smtp-password": "smtp-test-secret",
+    "s3-secret-access-key": "s3-test-secret",
+}
+
+
+@pytest.fixture(scope="session")
+def full_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    code, dist = synth(tmp_path_factory.mktemp("full"), FULL_VALUES, secrets=FULL_SECRETS)
+    assert code == 0
+    return dist
+
+
+@pytest.fixture(params=["default", "full"])
+def any_dist(request: pytest.FixtureRequest, default_dist: Dist, full_dist: Dist) -> Dist:
+    return default_dist if request.param == "default" else full_dist

@@ -17,7 +17,6 @@ import yaml
 from constructs.config import StackConfig
 from constructs.pod_security import POD_SECURITY_LABELS, pod_spec_path
 from tests.conftest import Dist, synth
-from tests.test_validation import synth_full
 
 NAMESPACE = "sentry"
 SENTRY_COMPONENTS = {"web", "worker", "cron", "migrations", "cleanup"}
@@ -186,16 +185,6 @@ def test_the_rules_catch_what_they_should() -> None:
         {**ok, "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
     ):
         assert restricted_violations({}, broken), broken
-
-
-@pytest.fixture(scope="module")
-def full_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
-    return synth_full(tmp_path_factory.mktemp("security-full"))
-
-
-@pytest.fixture(params=["default", "full"])
-def any_dist(request: pytest.FixtureRequest, default_dist: Dist, full_dist: Dist) -> Dist:
-    return default_dist if request.param == "default" else full_dist
 
 
 def test_namespace_enforces_pod_security_restricted(default_dist: Dist) -> None:

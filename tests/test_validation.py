@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 
 from constructs.pod_security import CHECKOV_SKIPS
-from tests.conftest import PROJECT_DIR, TEST_SECRETS, Dist, synth
+from tests.conftest import PROJECT_DIR, Dist
 from tools.validate import (
     CHECKOV,
     KUBERNETES_VERSIONS,
@@ -22,52 +22,6 @@ from tools.validate import (
     schema_errors,
     skip_table,
 )
-
-# Every optional object on: Ingress with TLS, GitHub and GitLab login (the plugin
-# image), GitHub App, mail, offsite backup copy, the restore Job.
-FULL_VALUES = """
-sentry:
-  url_prefix: https://sentry.example.com
-  web:
-    service_type: ClusterIP
-    ingress: {enabled: true, host: sentry.example.com, class_name: nginx, tls_secret: sentry-tls}
-  github: {login_enabled: true, client_id: Iv1.abc, app_id: "12345", app_name: sentry-example}
-  gitlab: {login_enabled: true, application_id: gitlab-app-id}
-  smtp: {host: smtp.example.com, port: 587, user: sentry@example.com, use_tls: true}
-postgres:
-  backup:
-    offsite:
-      enabled: true
-      bucket: sentry-backups
-      access_key_id: AKIAEXAMPLE
-      endpoint_url: https://minio.example.com:9000
-    restore: {enabled: true}
-"""
-FULL_SECRETS = {
-    **TEST_SECRETS,
-    "github-client-secret": "gh-client-test-secret",
-    "github-private-key": "gh-key-test-secret",
-    "github-webhook-secret": "gh-hook-test-secret",
-    "gitlab-application-secret": "gl-test-secret",
-    "smtp-password": "smtp-test-secret",
-    "s3-secret-access-key": "s3-test-secret",
-}
-
-
-def synth_full(tmp: Path) -> Dist:
-    code, dist = synth(tmp, FULL_VALUES, secrets=FULL_SECRETS)
-    assert code == 0
-    return dist
-
-
-@pytest.fixture(scope="module")
-def full_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
-    return synth_full(tmp_path_factory.mktemp("validation-full"))
-
-
-@pytest.fixture(params=["default", "full"])
-def any_dist(request: pytest.FixtureRequest, default_dist: Dist, full_dist: Dist) -> Dist:
-    return default_dist if request.param == "default" else full_dist
 
 
 def test_the_full_configuration_has_every_optional_object(full_dist: Dist) -> None:
