@@ -15,6 +15,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from constructs.config import StackConfig
 
 # jsii prints a large end-of-life banner on Node 20 (the version Debian 12 and the
 # build machines ship); it has no effect on other Node versions.
@@ -39,6 +43,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         help="output folder (default: $CDK8S_OUTDIR or dist/)",
     )
     parser.add_argument("--quiet", action="store_true", help="print no summary")
+    parser.add_argument(
+        "--allow-apply-conflicts",
+        action="store_true",
+        help="write dist/ even when `kubectl apply` could not apply it over the previous dist/ "
+        "(you will follow the printed procedure)",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,27 +62,68 @@ def _replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _refuse(message: str, outdir: Path) -> int:
+    """Exit 2 with the reason, and say truthfully what became of the output folder."""
+    print(f"error: {message}", file=sys.stderr)
+    if outdir.exists():
+        print(f"{outdir.name}/ was left unchanged.", file=sys.stderr)
+    elif "CDK8S_OUTDIR" in os.environ:
+        # The cdk8s CLI sets CDK8S_OUTDIR, and deletes that folder before it runs the app.
+        print(
+            f"{outdir.name}/ is gone: `cdk8s synth` removed it before running the app. Fix the "
+            "values and synthesize again; `make synth` keeps the previous dist/ on errors.",
+            file=sys.stderr,
+        )
+    else:
+        print(f"nothing was written to {outdir.name}/.", file=sys.stderr)
+    return 2
+
+
+def _check_output(config: StackConfig, new: Path, previous: Path, allow_conflicts: bool) -> str | None:
+    """Why the new output must not replace the previous one, if it must not: a change that
+    `kubectl apply` cannot make to the running stack, or requests beyond the capacity target."""
+    from constructs.apply_rules import apply_conflicts
+    from constructs.capacity import capacity_problem
+    from constructs.summary import load_objects
+
+    objects = load_objects(new)
+    if previous.is_dir() and not allow_conflicts:
+        conflicts = apply_conflicts(load_objects(previous), objects)
+        if conflicts:
+            listed = "\n".join(f"  - {c}" for c in conflicts)
+            return (
+                f"this output cannot be applied over the stack that {previous.name}/ describes:\n{listed}\n"
+                "Change the values back, or follow the procedure above and synthesize again with "
+                "--allow-apply-conflicts."
+            )
+    problem = capacity_problem(config, objects)
+    if problem and config.capacity.on_exceed == "warn":
+        print(f"warning: {problem}", file=sys.stderr)
+        return None
+    return problem
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     # Imported here so that `--help` and argument errors answer without starting node.
     from constructs.secrets_store import SECRETS_FILE_ENV, SecretsError, default_secrets_file, resolve_secrets
-    from constructs.values import ConfigError, load_config
+    from constructs.values import ConfigError, config_warnings, load_config
 
+    outdir = args.outdir.resolve()
     try:
         config = load_config(args.config)
         secrets_path = Path(os.environ.get(SECRETS_FILE_ENV) or default_secrets_file(config, PROJECT_DIR))
         resolved = resolve_secrets(config, secrets_path)
     except (ConfigError, SecretsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        print("dist/ was left unchanged.", file=sys.stderr)
-        return 2
+        return _refuse(str(exc), outdir)
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
 
     import cdk8s
 
     from constructs.sentry_stack import SentryStack
     from constructs.summary import summary
 
-    outdir = args.outdir.resolve()
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; dist/ holds no secret-only files
@@ -80,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         app = cdk8s.App(outdir=str(staging))
         SentryStack(app, config, resolved.values)
         app.synth()
+        problem = _check_output(config, staging, outdir, args.allow_apply_conflicts)
+        if problem:
+            shutil.rmtree(staging, ignore_errors=True)
+            return _refuse(problem, outdir)
         _replace_dir(staging, outdir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -18,6 +18,62 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from constructs.quantities import CPU_FORMAT, MEMORY_FORMAT, parse_cpu, parse_memory
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _dns_subdomain(value: str) -> str:
+    """A Kubernetes object name (Secret, StorageClass, IngressClass): RFC 1123 subdomain."""
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes name: use lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, at most 253 characters"
+        )
+    return value
+
+
+def _host(value: str) -> str:
+    """A DNS host name (RFC 1123), as an Ingress rule or a client connection names it."""
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value) or any(len(p) > 63 for p in value.split(".")):
+        raise ValueError(
+            f"{value!r} is not a host name: use lower-case letters, digits, '-' and '.', "
+            "labels of at most 63 characters (e.g. sentry.example.com)"
+        )
+    return value
+
+
+def _host_or_ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return _host(value)
+    return value
+
+
+def _ingress_host(value: str) -> str:
+    """An Ingress host: a host name, optionally with a leading '*.' wildcard label."""
+    _host(value.removeprefix("*."))
+    return value
+
+
+def _url_origin(value: str) -> str:
+    """system.url-prefix: Sentry 9.1 is served from the root of its host, so an origin only."""
+    if value and not re.match(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$", value):
+        raise ValueError(
+            f"{value!r} is not a public URL: use http:// or https://, a host and an optional "
+            "port, with no path and no trailing slash (e.g. https://sentry.example.com)"
+        )
+    return value
+
+
+def _namespace(value: str) -> str:
+    # The cluster's own namespaces: the stack would label one for Pod Security
+    # `restricted` and put a default-deny NetworkPolicy into it.
+    if value.startswith("kube-"):
+        raise ValueError(
+            f"{value!r} is one of the cluster's own namespaces (kube-*): choose a namespace of "
+            "the stack's own, such as sentry"
+        )
+    return value
 
 
 def _memory(value: str) -> str:
@@ -63,13 +119,20 @@ MemoryQuantity = Annotated[str, AfterValidator(_memory), Field(description=MEMOR
 CpuQuantity = Annotated[str, AfterValidator(_cpu), Field(description=CPU_FORMAT)]
 CronSchedule = Annotated[str, AfterValidator(_cron)]
 DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL, min_length=1, max_length=40)]
+Namespace = Annotated[DnsLabel, AfterValidator(_namespace)]
+KubeName = Annotated[str, AfterValidator(_dns_subdomain)]
+HostName = Annotated[str, AfterValidator(_host)]
 Image = Annotated[str, Field(min_length=1, pattern=r"^[^\s:@]+(:[A-Za-z0-9_.-]+)?(@sha256:[0-9a-f]{64})?$")]
 
 
 class Model(BaseModel):
-    """Base: frozen, unknown keys rejected, field names as written in values files."""
+    """Base: frozen, unknown keys rejected, field names as written in values files.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    Strict: a value must already have the field's type. YAML turns `yes` into true and
+    `1.5` into a float; lax validation would make those 1 and "1.5" without a word.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, strict=True)
 
 
 class ResourceAmounts(Model):
@@ -107,8 +170,10 @@ def resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limi
 
 class Storage(Model):
     size: MemoryQuantity = Field(description="Requested capacity of the PersistentVolumeClaim.")
-    storage_class: str | None = Field(
-        default=None, description="StorageClass name; null uses the cluster's default class."
+    storage_class: KubeName | None = Field(
+        default=None,
+        description="StorageClass name; null uses the cluster's default class. Fixed once the volume "
+        "exists (see the README's volume runbook).",
     )
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
         default="ReadWriteOnce", description="PVC access mode."
@@ -116,7 +181,7 @@ class Storage(Model):
 
 
 class SecretsConfig(Model):
-    existing_secret: str | None = Field(
+    existing_secret: KubeName | None = Field(
         default=None,
         description=(
             "Name of a Secret you create yourself in the namespace, holding the keys listed in "
@@ -236,9 +301,11 @@ class RedisConfig(Model):
 
 class Ingress(Model):
     enabled: bool = Field(default=False, description="Create an Ingress for the web UI.")
-    host: str = Field(default="sentry.local", description="Host name the Ingress serves.")
-    class_name: str | None = Field(default=None, description="IngressClass; null uses the default.")
-    tls_secret: str | None = Field(default=None, description="TLS Secret name; null serves plain HTTP.")
+    host: Annotated[str, AfterValidator(_ingress_host)] = Field(
+        default="sentry.local", description="Host name the Ingress serves (a leading '*.' is allowed)."
+    )
+    class_name: KubeName | None = Field(default=None, description="IngressClass; null uses the default.")
+    tls_secret: KubeName | None = Field(default=None, description="TLS Secret name; null serves plain HTTP.")
 
 
 class WebConfig(Model):
@@ -259,14 +326,17 @@ class WorkerConfig(Model):
 
 
 class CronConfig(Model):
-    resources: Resources = Field(default_factory=lambda: resources("100m", "150Mi", "250m", "250Mi"))
+    # 50m: the seed measured 2m in use; with 100m the upgrade peak would not fit a minikube
+    # that runs Calico (README: Capacity).
+    resources: Resources = Field(default_factory=lambda: resources("50m", "150Mi", "250m", "250Mi"))
 
 
 class MigrationsConfig(Model):
     resources: Resources = Field(
         # The request is what the scheduler reserves; the limit is what `sentry upgrade`
-        # may use (about 3 GB). See the README's capacity section for the arithmetic.
-        default_factory=lambda: resources("100m", "600Mi", "1", "3200Mi"),
+        # may use (about 3 GB of memory, and a whole CPU while it runs, which the idle
+        # pods leave free). See the README's capacity section for the arithmetic.
+        default_factory=lambda: resources("50m", "600Mi", "1", "3200Mi"),
     )
     backoff_limit: int = Field(default=3, ge=0, le=10)
     active_deadline_seconds: int = Field(default=3600, ge=300)
@@ -280,7 +350,9 @@ class CleanupConfig(Model):
 
 
 class SmtpConfig(Model):
-    host: str = Field(default="", description="SMTP host; empty disables outgoing mail.")
+    host: Annotated[str, AfterValidator(lambda v: v and _host_or_ip(v))] = Field(
+        default="", description="SMTP host; empty disables outgoing mail."
+    )
     port: int = Field(default=25, ge=1, le=65535)
     user: str = Field(default="")
     use_tls: bool = Field(default=False)
@@ -307,7 +379,7 @@ class GithubConfig(Model):
 class GitlabConfig(Model):
     login_enabled: bool = Field(default=False, description="Offer 'Sign in with GitLab'.")
     application_id: str = Field(default="", description="GitLab OAuth application id (not secret).")
-    base_domain: str = Field(default="gitlab.com", description="GitLab host.")
+    base_domain: HostName = Field(default="gitlab.com", description="GitLab host.")
 
     @model_validator(mode="after")
     def _app_id_when_enabled(self) -> GitlabConfig:
@@ -328,8 +400,15 @@ class SentryConfig(Model):
         pattern=r"^[^@\s]+@[^@\s]+$",
         description="Superuser created by the migration Job.",
     )
-    url_prefix: str = Field(
-        default="", description="Public URL of Sentry (system.url-prefix); empty derives it from requests."
+    create_admin: bool = Field(
+        default=True,
+        description="Create the superuser once, on the first successful migration (recorded in the "
+        "database, so a renamed or removed admin is never re-created); false never creates one.",
+    )
+    url_prefix: Annotated[str, AfterValidator(_url_origin)] = Field(
+        default="",
+        description="Public URL of Sentry (system.url-prefix), e.g. https://sentry.example.com; empty "
+        "derives it from requests.",
     )
     single_organization: bool = Field(default=True)
     web: WebConfig = Field(default_factory=WebConfig)
@@ -406,8 +485,45 @@ class NetworkConfig(Model):
     )
 
 
+MINIKUBE_CPU = "2"
+# `minikube start --memory=4000mb`: the node reports about 3.8 GiB allocatable.
+MINIKUBE_MEMORY = "3891Mi"
+
+
+class CapacityConfig(Model):
+    """What the synth checks the stack's peak requests against (summary and exit status)."""
+
+    target: Literal["minikube", "node", "none"] = Field(
+        default="minikube",
+        description="minikube: one node started with --memory=4000mb --cpus=2; node: one node of "
+        "node_cpu / node_memory; none: no check (a real cluster with room to schedule).",
+    )
+    node_cpu: CpuQuantity = Field(default=MINIKUBE_CPU, description="Allocatable CPU of the node (target node).")
+    node_memory: MemoryQuantity = Field(
+        default=MINIKUBE_MEMORY, description="Allocatable memory of the node (target node)."
+    )
+    system_cpu: CpuQuantity = Field(
+        default="750m",
+        description="CPU already requested on the node by the control plane and system pods "
+        "(minikube: apiserver 250m, controller-manager 200m, etcd, scheduler and CoreDNS 100m each).",
+    )
+    system_memory: MemoryQuantity = Field(
+        default="170Mi", description="Memory already requested by the control plane and system pods."
+    )
+    cni: Literal["calico", "none"] = Field(
+        default="calico",
+        description="The CNI's own node pod counts too: calico-node requests 250m CPU (the CNI the "
+        "README starts minikube with, so that NetworkPolicies are enforced).",
+    )
+    on_exceed: Literal["fail", "warn"] = Field(
+        default="fail", description="When the peak requests exceed the target: fail the synth, or warn."
+    )
+
+
 class StackConfig(Model):
-    namespace: DnsLabel = Field(default="sentry", description="Namespace everything is created in.")
+    namespace: Namespace = Field(
+        default="sentry", description="Namespace everything is created in; kube-* are refused, default is warned about."
+    )
     release: DnsLabel = Field(
         default="sentry",
         description="Instance name: prefix of every object name, app.kubernetes.io/instance label.",
@@ -417,6 +533,7 @@ class StackConfig(Model):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     sentry: SentryConfig = Field(default_factory=SentryConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
 
 
 def image_tag(image: str) -> str:

@@ -21,12 +21,13 @@ from constructs.naming import Component
 from constructs.secrets_store import POSTGRES_PASSWORD, S3_SECRET_ACCESS_KEY
 from constructs.workload import (
     bash_command,
+    claim,
+    claim_volume,
     command_probe,
     container_resources,
     container_security,
     cron,
     metadata,
-    patch,
     plain_env,
     pod_metadata,
     pod_security,
@@ -34,7 +35,7 @@ from constructs.workload import (
     secret_env,
     select,
     service_for,
-    volume_claim_template,
+    statefulset_claim_name,
 )
 from imports import k8s
 
@@ -116,6 +117,8 @@ class PostgresWithBackup(Construct):
     def _statefulset(self) -> kplus.StatefulSet:
         comp, cfg = self.props.component, self.props.config
         ready = ["/bin/sh", "-c", f'pg_isready -h 127.0.0.1 -p {POSTGRES_PORT} -U "$POSTGRES_USER" -d "$POSTGRES_DB"']
+        self.data_claim = claim(self, "data-claim", statefulset_claim_name(comp), comp, cfg.storage)
+        data = claim_volume(self, "data", self.data_claim.name, "data")
         sts = kplus.StatefulSet(
             self,
             "statefulset",
@@ -150,31 +153,17 @@ class PostgresWithBackup(Construct):
                             volume=kplus.Volume.from_empty_dir(self, "run", "run"),
                         ),
                         kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "tmp", "tmp")),
+                        kplus.VolumeMount(path=DATA_MOUNT, volume=data),
                     ],
                 )
             ],
         )
         select(sts, comp)
-        patch(
-            sts,
-            "/spec/volumeClaimTemplates",
-            [volume_claim_template("data", comp, cfg.storage.size, cfg.storage.storage_class, cfg.storage.access_mode)],
-        )
-        patch(sts, "/spec/template/spec/containers/0/volumeMounts/-", {"name": "data", "mountPath": DATA_MOUNT})
         return sts
 
     def _backup_claim(self) -> k8s.KubePersistentVolumeClaim:
-        comp, storage = self.props.backup_component, self.props.config.backup.storage
-        return k8s.KubePersistentVolumeClaim(
-            self,
-            "backup-claim",
-            metadata=k8s.ObjectMeta(name=comp.name, labels=comp.labels),
-            spec=k8s.PersistentVolumeClaimSpec(
-                access_modes=[storage.access_mode],
-                storage_class_name=storage.storage_class,
-                resources=k8s.ResourceRequirements(requests={"storage": k8s.Quantity.from_string(storage.size)}),
-            ),
-        )
+        comp = self.props.backup_component
+        return claim(self, "backup-claim", comp.name, comp, self.props.config.backup.storage)
 
     def _backup_cronjob(self) -> kplus.CronJob:
         comp, cfg = self.props.backup_component, self.props.config

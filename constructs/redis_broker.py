@@ -9,20 +9,23 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 from constructs.config import RedisConfig
 from constructs.naming import Component
+from constructs.quantities import parse_memory
 from constructs.secrets_store import REDIS_PASSWORD
 from constructs.workload import (
+    claim,
+    claim_volume,
     command_probe,
     container_resources,
     container_security,
     metadata,
-    patch,
+    plain_env,
     pod_metadata,
     pod_security,
     secret_env,
     select,
     service_for,
     shell_command,
-    volume_claim_template,
+    statefulset_claim_name,
 )
 
 REDIS_PORT = 6379
@@ -32,6 +35,12 @@ REDIS_PORT = 6379
 # fsGroup makes the data volume group-writable. Redis writes only /data (the volume)
 # and /run/redis (an emptyDir); the root filesystem is read-only.
 REDIS_UID = 999
+DATA_MOUNT = "/data"
+# Half the container's memory limit: the other half is room for an AOF rewrite's forked
+# child (copy-on-write pages of a busy dataset) and for client buffers, so Redis refuses
+# writes (see redis-server.sh) long before the kernel would OOM-kill it.
+MAXMEMORY_SHARE_OF_LIMIT = 0.5
+MAXMEMORY_POLICY = "volatile-lru"
 REDIS_GID = 1000
 
 
@@ -65,7 +74,12 @@ class RedisBroker(Construct):
         )
         self.host = comp.name
         self.port = REDIS_PORT
+        self.image = cfg.image
+        self.secret = props.secret
+        self.maxmemory = int(parse_memory(cfg.resources.limits.memory) * MAXMEMORY_SHARE_OF_LIMIT)
 
+        self.data_claim = claim(self, "data-claim", statefulset_claim_name(comp), comp, cfg.storage)
+        data = claim_volume(self, "data", self.data_claim.name, "data")
         ping = ["/bin/sh", "-c", f"redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping | grep -q PONG"]
         self.statefulset = kplus.StatefulSet(
             self,
@@ -89,7 +103,9 @@ class RedisBroker(Construct):
                         # redis-cli reads the password from here, so probes pass no -a flag.
                         "REDISCLI_AUTH": secret_env(props.secret, REDIS_PASSWORD.key),
                         "REDIS_PORT": kplus.EnvValue.from_value(str(REDIS_PORT)),
-                        "REDIS_DATA_DIR": kplus.EnvValue.from_value("/data"),
+                        "REDIS_DATA_DIR": kplus.EnvValue.from_value(DATA_MOUNT),
+                        "REDIS_MAXMEMORY": kplus.EnvValue.from_value(str(self.maxmemory)),
+                        "REDIS_MAXMEMORY_POLICY": kplus.EnvValue.from_value(MAXMEMORY_POLICY),
                     },
                     resources=container_resources(cfg.resources),
                     security_context=container_security(REDIS_UID, REDIS_GID),
@@ -100,20 +116,18 @@ class RedisBroker(Construct):
                         kplus.VolumeMount(
                             path="/run/redis",
                             volume=kplus.Volume.from_empty_dir(self, "run", "run"),
-                        )
+                        ),
+                        kplus.VolumeMount(path=DATA_MOUNT, volume=data),
                     ],
                 )
             ],
         )
         select(self.statefulset, comp)
-        # cdk8s-plus has no API for volumeClaimTemplates; the mount references the claim by name.
-        patch(
-            self.statefulset,
-            "/spec/volumeClaimTemplates",
-            [volume_claim_template("data", comp, cfg.storage.size, cfg.storage.storage_class, cfg.storage.access_mode)],
-        )
-        patch(
-            self.statefulset,
-            "/spec/template/spec/containers/0/volumeMounts/-",
-            {"name": "data", "mountPath": "/data"},
-        )
+
+    def client_env(self) -> dict[str, kplus.EnvValue]:
+        """What a redis-cli client of this server needs: host, port and the password
+        (REDISCLI_AUTH, which redis-cli reads instead of an -a flag)."""
+        return {
+            **plain_env({"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}),
+            "REDISCLI_AUTH": secret_env(self.secret, REDIS_PASSWORD.key),
+        }

@@ -1,23 +1,25 @@
-"""SentryMigrations: the Job that migrates the database and creates the superuser.
+"""SentryMigrations: the Job that migrates the database and creates the superuser once.
 
 Without Helm hooks, ordering comes from waiting, not from install phases:
-1. init `wait-for-postgres`: until the database accepts connections;
-2. init `migrate` (the Sentry image): `sentry upgrade --noinput`, then the
-   superuser, idempotently (constructs/scripts/sentry-migrate.sh);
-3. container `mark-migrated`: records the image's migrations as complete in the
-   database; web, worker and cron wait for that record in their init containers.
-Init containers run in order and each must succeed, so the record is written
-only after both Sentry steps succeeded.
+1. init `wait-for-postgres` and `wait-for-redis`: until both answer (`sentry upgrade`
+   also sets up Redis-backed services);
+2. init `admin-bootstrap-check` (with create_admin): whether an earlier Job already
+   created the superuser, recorded in the database;
+3. init `migrate` (the Sentry image): `sentry upgrade --noinput`, then, only if step 2
+   said so, the superuser (constructs/scripts/sentry-migrate.sh);
+4. container `mark-migrated`: records the image's migrations as complete, and the admin
+   bootstrap as done; web, worker and cron wait for that record in their init containers.
+Init containers run in order and each must succeed, so the record is written only
+after every Sentry step succeeded.
 
-A Job's pod template is immutable, so the Job's name carries a hash of
-everything in it: a new image or configuration is a new Job (and new
-migrations), while re-applying an unchanged dist/ leaves the finished Job alone.
+A Job's pod template is immutable, so the Job is named after its complete rendered
+pod template (`name_by_pod_template`, applied by the stack after every patch): any
+change to the template is a new Job (and new migrations), anything else keeps the
+name, and re-applying an unchanged dist/ leaves the finished Job alone.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 import cdk8s_plus_27 as kplus
@@ -25,17 +27,13 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 from constructs.config import MigrationsConfig
 from constructs.naming import Component
-from constructs.pod_security import POD_TEMPLATE_HARDENING
 from constructs.secrets_store import ADMIN_PASSWORD
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import (
-    WAIT_RESOURCES,
-    bash_command,
-    plain_env,
-    script,
-    seconds,
-    secret_env,
-)
+from constructs.workload import bash_command, plain_env, seconds, secret_env
+
+# The Job's scratch volume, where admin-bootstrap-check.sh leaves its decision.
+BOOTSTRAP_MOUNT = "/bootstrap"
+ADMIN_PENDING_FILE = f"{BOOTSTRAP_MOUNT}/admin-pending"
 
 
 @dataclass(frozen=True)
@@ -45,11 +43,13 @@ class SentryMigrationsProps:
     config: MigrationsConfig
     """Resources, retries and deadline (defaults: see MigrationsConfig)."""
     component: Component
-    """Names and labels of the Job (its name gets a content hash suffix)."""
+    """Names and labels of the Job (its name gets a suffix: the pod template's hash)."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
     admin_email: str
     """Email (login) of the superuser."""
+    create_admin: bool = True
+    """Create the superuser on the first successful run. Default: true."""
 
 
 class SentryMigrations(Construct):
@@ -58,20 +58,29 @@ class SentryMigrations(Construct):
     def __init__(self, scope: Construct, id: str, props: SentryMigrationsProps) -> None:
         super().__init__(scope, id)
         cfg, comp, rt = props.config, props.component, props.runtime
-        self.name = f"{comp.name}-{self._fingerprint(props)}"
+        bootstrap = kplus.VolumeMount(
+            path=BOOTSTRAP_MOUNT, volume=kplus.Volume.from_empty_dir(self, "bootstrap", "bootstrap")
+        )
+        pending = {"SENTRY_ADMIN_PENDING_FILE": ADMIN_PENDING_FILE}
         env = {
             **rt.env(),
-            **plain_env({"SENTRY_ADMIN_EMAIL": props.admin_email}),
+            **plain_env({"SENTRY_ADMIN_EMAIL": props.admin_email, **pending}),
             "SENTRY_ADMIN_PASSWORD": secret_env(rt.props.secret, ADMIN_PASSWORD.key),
         }
+        check = (
+            [rt.postgres_client("admin-bootstrap-check", "admin-bootstrap-check", pending, [bootstrap])]
+            if props.create_admin
+            else []
+        )
         self.job = kplus.Job(
             self,
             "job",
             **rt.pod_props(
                 comp,
-                name=self.name,
                 init_containers=[
                     rt.wait_for_postgres(),
+                    rt.wait_for_redis(),
+                    *check,
                     rt.container(
                         self,
                         "migrate",
@@ -79,6 +88,7 @@ class SentryMigrations(Construct):
                         cfg.resources,
                         filestore=False,
                         env=env,
+                        extra_mounts=[bootstrap],
                         working_dir="/tmp",
                     ),
                 ],
@@ -87,23 +97,11 @@ class SentryMigrations(Construct):
             active_deadline=seconds(cfg.active_deadline_seconds),
             restart_policy=kplus.RestartPolicy.NEVER,
             containers=[
-                rt.postgres_client("mark-migrated", "mark-migrated", {"SENTRY_MIGRATION_VERSION": rt.migration_version})
+                rt.postgres_client(
+                    "mark-migrated",
+                    "mark-migrated",
+                    {"SENTRY_MIGRATION_VERSION": rt.migration_version, **pending},
+                    [bootstrap],
+                )
             ],
         )
-
-    @staticmethod
-    def _fingerprint(props: SentryMigrationsProps) -> str:
-        rt = props.runtime
-        inputs = {
-            "image": rt.image,
-            "config": rt.checksum,
-            "settings": props.config.model_dump(),
-            "admin": props.admin_email,
-            "postgres": [rt.props.postgres.image, rt.props.postgres.host, rt.props.postgres.database],
-            "secret": rt.props.secret.name,
-            "scripts": [script(n) for n in ("wait-for-postgres", "sentry-migrate", "mark-migrated")],
-            "wait": WAIT_RESOURCES.model_dump(),
-            "pod_security": POD_TEMPLATE_HARDENING,
-            "sentry": rt.props.config.model_dump(exclude={"web", "worker", "cron", "cleanup"}),
-        }
-        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:8]

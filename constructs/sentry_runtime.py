@@ -37,6 +37,7 @@ from constructs.secrets_store import (
 )
 from constructs.workload import (
     WAIT_RESOURCES,
+    claim,
     container_resources,
     container_security,
     metadata,
@@ -47,7 +48,6 @@ from constructs.workload import (
     secret_env,
     shell_command,
 )
-from imports import k8s
 
 SENTRY_FILES_DIR = Path(__file__).parent / "sentry_files"
 CONFIG_MOUNT = "/etc/sentry"
@@ -66,6 +66,9 @@ SENTRY_PORT = 9000
 # and the filestore; /etc/sentry is a read-only ConfigMap, the root filesystem read-only.
 SENTRY_UID = 999
 CHECKSUM_ANNOTATION = "checksum/config"
+# The image's own init (its entrypoint runs every command under it): as PID 1 it forwards
+# SIGTERM to Sentry, so uWSGI and Celery shut down gracefully, and reaps zombies.
+TINI = ["/usr/bin/tini", "--"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class SentryRuntimeProps:
     """The stack Secret (keys: see secrets_store.py)."""
     use_ssl: bool = False
     """Whether Sentry is served over TLS (Ingress with a TLS secret). Default: false."""
+    trusted_proxy: bool = False
+    """Whether every request reaches Sentry through a proxy that sets X-Forwarded-Host and
+    X-Forwarded-For (an Ingress, with no NodePort or LoadBalancer beside it), so Sentry may
+    trust those headers. Default: false (a direct client could choose them)."""
 
 
 class SentryRuntime(Construct):
@@ -108,16 +115,8 @@ class SentryRuntime(Construct):
             data=files,
         )
         self.checksum = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-        self.filestore_claim = k8s.KubePersistentVolumeClaim(
-            self,
-            "filestore",
-            metadata=k8s.ObjectMeta(name=props.filestore_component.name, labels=props.filestore_component.labels),
-            spec=k8s.PersistentVolumeClaimSpec(
-                access_modes=[cfg.filestore.access_mode],
-                storage_class_name=cfg.filestore.storage_class,
-                resources=k8s.ResourceRequirements(requests={"storage": k8s.Quantity.from_string(cfg.filestore.size)}),
-            ),
-        )
+        comp = props.filestore_component
+        self.filestore_claim = claim(self, "filestore", comp.name, comp, cfg.filestore)
 
     @property
     def migration_version(self) -> str:
@@ -139,6 +138,7 @@ class SentryRuntime(Construct):
             "SENTRY_FILESTORE_DIR": FILESTORE_MOUNT,
             "SENTRY_SINGLE_ORGANIZATION": _bool(cfg.single_organization),
             "SENTRY_USE_SSL": _bool(self.props.use_ssl),
+            "SENTRY_TRUSTED_PROXY": _bool(self.props.trusted_proxy),
             "SENTRY_SERVER_EMAIL": cfg.smtp.from_address,
         }
         if cfg.url_prefix:
@@ -215,18 +215,20 @@ class SentryRuntime(Construct):
         resources: Resources,
         filestore: bool = True,
         env: Mapping[str, kplus.EnvValue] | None = None,
+        extra_mounts: Sequence[kplus.VolumeMount] = (),
         **extra: Any,
     ) -> kplus.ContainerProps:
-        """A container of the Sentry image: `command` with the shared env, mounts and security."""
+        """A container of the Sentry image: `command` under tini, with the shared env, mounts
+        and security."""
         return kplus.ContainerProps(
             name=name,
             image=self.image,
             image_pull_policy=self.image_pull_policy,
-            command=list(command),
+            command=[*TINI, *command],
             env_variables=dict(env) if env is not None else self.env(),
             resources=container_resources(resources),
             security_context=self.container_security(),
-            volume_mounts=self.volume_mounts(scope, filestore=filestore),
+            volume_mounts=[*self.volume_mounts(scope, filestore=filestore), *extra_mounts],
             **extra,
         )
 
@@ -253,6 +255,19 @@ class SentryRuntime(Construct):
         """Init container: block until PostgreSQL accepts connections (pg_isready of the server's image)."""
         return self.postgres_client("wait-for-postgres", "wait-for-postgres")
 
+    def wait_for_redis(self) -> kplus.ContainerProps:
+        """Init container: block until Redis answers PING with the stack's password."""
+        redis = self.props.redis
+        return kplus.ContainerProps(
+            name="wait-for-redis",
+            image=redis.image,
+            image_pull_policy=self.image_pull_policy,
+            command=shell_command("wait-for-redis"),
+            env_variables=redis.client_env(),
+            resources=container_resources(WAIT_RESOURCES),
+            security_context=container_security(SENTRY_UID, SENTRY_UID),
+        )
+
     def wait_for_migrations(self) -> kplus.ContainerProps:
         """Init container: block until the migration Job recorded this image's migrations."""
         return self.postgres_client(
@@ -261,7 +276,13 @@ class SentryRuntime(Construct):
             {"SENTRY_MIGRATION_VERSION": self.migration_version},
         )
 
-    def postgres_client(self, name: str, script: str, extra: dict[str, str] | None = None) -> kplus.ContainerProps:
+    def postgres_client(
+        self,
+        name: str,
+        script: str,
+        extra: dict[str, str] | None = None,
+        volume_mounts: Sequence[kplus.VolumeMount] = (),
+    ) -> kplus.ContainerProps:
         """A small container of the PostgreSQL image (so psql/pg_isready match the server's
         major version) running one of constructs/scripts as the database's client."""
         pg = self.props.postgres
@@ -273,6 +294,7 @@ class SentryRuntime(Construct):
             env_variables={**pg.client_env(), **plain_env(extra or {})},
             resources=container_resources(WAIT_RESOURCES),
             security_context=container_security(SENTRY_UID, SENTRY_UID),
+            volume_mounts=list(volume_mounts),
         )
 
 

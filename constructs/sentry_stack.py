@@ -42,7 +42,7 @@ from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime, SentryRuntimeP
 from constructs.sentry_web import SentryWeb, SentryWebProps
 from constructs.sentry_worker import SentryWorker, SentryWorkerProps
 from constructs.stack_secrets import StackSecrets
-from constructs.workload import pull_policy
+from constructs.workload import name_by_pod_template, pull_policy
 
 
 class SentryStack:
@@ -107,6 +107,9 @@ class SentryStack:
                 redis=self.redis,
                 secret=secret,
                 use_ssl=ingress.enabled and bool(ingress.tls_secret),
+                # Only when the Ingress is the one way in: a NodePort or LoadBalancer beside it
+                # would let a client set X-Forwarded-Host/-For itself.
+                trusted_proxy=ingress.enabled and sentry.web.service_type == "ClusterIP",
             ),
         )
         self.migrations = SentryMigrations(
@@ -117,6 +120,7 @@ class SentryStack:
                 component=names.sentry("migrations"),
                 runtime=self.runtime,
                 admin_email=sentry.admin_email,
+                create_admin=sentry.create_admin,
             ),
         )
         self.web = SentryWeb(
@@ -174,6 +178,8 @@ class SentryStack:
                 ),
             )
         harden_workloads(chart, self.service_account.name)
+        # Last: the name hashes the Job's final pod template, hardening included.
+        self.migrations_job_name = name_by_pod_template(self.migrations.job, names.sentry("migrations").name)
 
         if restore_enabled:
             restore_chart = cdk8s.Chart(

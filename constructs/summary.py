@@ -7,31 +7,31 @@ from pathlib import Path
 
 import yaml
 
-from constructs.capacity import MI, MINIKUBE_BUDGET, stack_requests
+from constructs.capacity import capacity_report
 from constructs.config import StackConfig
 
 
-def summary(config: StackConfig, outdir: Path) -> str:
-    objects = [
+def load_objects(folder: Path) -> list[dict]:
+    """Every object in a synthesized output folder, in file order."""
+    return [
         doc
-        for path in sorted(outdir.glob("*.yaml"))
+        for path in sorted(folder.glob("*.yaml"))
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8"))
         if doc
     ]
+
+
+def summary(config: StackConfig, outdir: Path) -> str:
+    objects = load_objects(outdir)
     kinds = Counter(doc["kind"] for doc in objects)
     images = set().union(*(_images(doc) for doc in objects))
-    total = stack_requests(objects)
-    budget = MINIKUBE_BUDGET
     ns, web = config.namespace, f"{config.release}-web"
     secret = config.secrets.existing_secret or f"{config.release}-secrets"
     lines = [f"synthesized {sum(kinds.values())} objects into {outdir}:"]
     lines += [f"  {count:3d} {kind}" for kind, count in sorted(kinds.items())]
     lines += [
         "images: " + ", ".join(sorted(images)),
-        f"requests (all pods at once, incl. jobs and one rollout surge pod): cpu {total.cpu_m}m, "
-        f"memory {total.memory // MI}Mi; a minikube node (--memory=4000mb --cpus=2) has about "
-        f"{budget.cpu_m}m / {budget.memory // MI}Mi left after its control plane "
-        f"({100 * total.cpu_m // budget.cpu_m}% / {100 * total.memory // budget.memory}%)",
+        capacity_report(config, objects),
         "next:",
     ]
     if config.postgres.backup.enabled and config.postgres.backup.restore.enabled:

@@ -1,8 +1,10 @@
 """Reading a values file into a StackConfig, with errors that name the field.
 
-A values file overrides only what it names; everything else keeps the model's
-default. Every problem is reported as `<file>: <dotted.field>: <what is wrong>
-(<what is allowed>)`, the way a user would fix it.
+A values file overrides only what it names, down to single leaves: it is merged
+onto the model's defaults mapping by mapping, and the merged result is validated
+as a whole, so cross-field rules (limits >= requests, ...) see the final values.
+Every problem is reported as `<file>: <dotted.field>: <what is wrong> (<what is
+allowed>)`, the way a user would fix it.
 """
 
 from __future__ import annotations
@@ -50,10 +52,24 @@ def _bounds(loc: tuple[int | str, ...]) -> str | None:
     return None
 
 
+_TYPE_NAMES = {
+    "int_type": "a valid integer (a whole number, not true/false or a decimal)",
+    "string_type": "a valid string (quote it in YAML, e.g. '1.0' or 'yes')",
+    "bool_type": "a valid boolean (true or false)",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping of keys to values",
+}
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
     where = ".".join(str(p) for p in loc) or "(top level)"
     kind = error["type"]
+    if kind in _TYPE_NAMES:
+        bounds = _bounds(loc) if kind == "int_type" else None
+        allowed = f"; allowed: {bounds}" if bounds else ""
+        return f"{where}: {error['input']!r} is not {_TYPE_NAMES[kind]}{allowed}"
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
         allowed = ", ".join(sorted(parent.model_fields)) if parent else "see the README"
@@ -67,13 +83,34 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    candidates = [annotation, *get_args(annotation)]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def merge_onto_defaults(model: type[BaseModel], defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` laid over `defaults`: mappings of nested models merge key by key; every other
+    value (scalars, lists, free-form mappings such as labels) replaces the default whole.
+    Unknown keys are kept, so validation still names them."""
+    merged = dict(defaults)
+    for key, value in data.items():
+        field = model.model_fields.get(str(key))
+        nested = _nested_model(field.annotation) if field else None
+        if nested is not None and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_onto_defaults(nested, merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def parse_config(data: object, source: str = "configuration") -> StackConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, not {type(data).__name__}")
+    merged = merge_onto_defaults(StackConfig, StackConfig().model_dump(), data)
     try:
-        return StackConfig.model_validate(data)
+        return StackConfig.model_validate(merged)
     except ValidationError as exc:
         problems = [_describe(dict(e)) for e in exc.errors()]
         raise ConfigError("\n".join(f"{source}: {p}" for p in problems)) from None
@@ -98,11 +135,40 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
-def load_config(path: Path) -> StackConfig:
-    if not path.is_file():
+def read_values_text(path: Path) -> str:
+    """The values file's text, or a ConfigError that says why it cannot be read."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a values file such as config/minikube.yaml")
+    if not path.exists():
         raise ConfigError(f"{path}: no such configuration file")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # _StrictLoader is a SafeLoader
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def config_warnings(config: StackConfig) -> list[str]:
+    """Choices that work but that a user should know about; main.py prints them."""
+    warnings = []
+    if config.namespace == "default":
+        warnings.append(
+            "namespace 'default': the stack labels its namespace for Pod Security 'restricted' and "
+            "denies all traffic by default there, which affects every other workload in 'default'; "
+            "a namespace of its own (e.g. sentry) is safer"
+        )
+    return warnings
+
+
+def load_config(path: Path) -> StackConfig:
+    text = read_values_text(path)
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # _StrictLoader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

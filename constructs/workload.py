@@ -13,6 +13,8 @@ exists to override one of them in a single place:
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import Resources
+from constructs.config import Resources, Storage
 from constructs.naming import Component
 from constructs.quantities import parse_cpu, parse_memory
 from imports import k8s
@@ -140,18 +142,48 @@ def patch(construct: Construct, path: str, value: object) -> None:
     cdk8s.ApiObject.of(construct).add_json_patch(cdk8s.JsonPatch.add(path, value))
 
 
-def volume_claim_template(
-    name: str, comp: Component, size: str, storage_class: str | None, access_mode: str
-) -> dict[str, object]:
-    """A claim template for a JSON patch (cdk8s-plus has no API for it). The size must
-    be a k8s.Quantity: a plain string here is silently synthesized as `storage: null`."""
-    spec: dict[str, object] = {
-        "accessModes": [access_mode],
-        "resources": {"requests": {"storage": k8s.Quantity.from_string(size)}},
-    }
-    if storage_class:
-        spec["storageClassName"] = storage_class
-    return {"metadata": {"name": name, "labels": comp.labels}, "spec": spec}
+JOB_FROZEN_FIELDS = ("template", "selector", "completions")
+
+
+def name_by_pod_template(job: kplus.Job, base_name: str) -> str:
+    """Name a Job `<base_name>-<hash>` after everything the API server freezes in it (its
+    pod template, selector and completions), as rendered with every patch applied: call
+    it after the chart is complete (hardening included). Any change there gives a new Job,
+    which `kubectl apply` creates, rather than a changed one, which it would refuse."""
+    api_object = cdk8s.ApiObject.of(job)
+    spec = api_object.to_json()["spec"]
+    frozen = {field: spec.get(field) for field in JOB_FROZEN_FIELDS}
+    digest = hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:10]
+    name = f"{base_name}-{digest}"
+    api_object.add_json_patch(cdk8s.JsonPatch.replace("/metadata/name", name))
+    return name
+
+
+def claim(scope: Construct, id: str, name: str, comp: Component, storage: Storage) -> k8s.KubePersistentVolumeClaim:
+    """A PersistentVolumeClaim managed as an object of its own, so that `kubectl apply` can
+    grow it (a StatefulSet's volumeClaimTemplates are frozen, and never resize a claim).
+    The size must be a k8s.Quantity: a plain string is silently synthesized as null."""
+    return k8s.KubePersistentVolumeClaim(
+        scope,
+        id,
+        metadata=k8s.ObjectMeta(name=name, labels=comp.labels),
+        spec=k8s.PersistentVolumeClaimSpec(
+            access_modes=[storage.access_mode],
+            storage_class_name=storage.storage_class,
+            resources=k8s.ResourceRequirements(requests={"storage": k8s.Quantity.from_string(storage.size)}),
+        ),
+    )
+
+
+def statefulset_claim_name(comp: Component, volume: str = "data") -> str:
+    """The name a claim template `volume` would give the StatefulSet's only pod. The stack's
+    own claims keep it, so that volumes made by earlier volumeClaimTemplates are adopted."""
+    return f"{volume}-{comp.name}-0"
+
+
+def claim_volume(scope: Construct, id: str, claim_name: str, name: str, read_only: bool = False) -> kplus.Volume:
+    ref = kplus.PersistentVolumeClaim.from_claim_name(scope, f"{id}-ref", claim_name)
+    return kplus.Volume.from_persistent_volume_claim(scope, id, ref, name=name, read_only=read_only)
 
 
 _CRON_MACROS = {

@@ -3,8 +3,11 @@ exit, and dist/ exactly as it was."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -70,13 +73,50 @@ CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
         ("sentry.filestore.access_mode", "'ReadWriteOnce', 'ReadWriteMany' or 'ReadWriteOncePod'"),
     ),
     (
-        "resources without limits",
-        "sentry:\n  cron:\n    resources:\n      requests: {cpu: 100m, memory: 150Mi}\n",
-        ("sentry.cron.resources.limits: is required",),
+        # Only the request is given: the default limit (250Mi) is merged in, and the
+        # limit >= request rule runs on the merged result.
+        "request above the default limit",
+        "sentry:\n  cron:\n    resources:\n      requests: {memory: 1Gi}\n",
+        ("sentry.cron.resources", "limits.memory 250Mi is below requests.memory 1Gi"),
+    ),
+    ("replicas: yes", "sentry:\n  web:\n    replicas: yes\n", ("sentry.web.replicas", "True", "whole number")),
+    ("replicas as a float", "sentry:\n  worker:\n    replicas: 2.5\n", ("sentry.worker.replicas", "2.5")),
+    ("port as a float", "sentry:\n  smtp:\n    port: 25.0\n", ("sentry.smtp.port", "25.0", "whole number")),
+    ("number for a string", "sentry:\n  github:\n    app_id: 12345\n", ("sentry.github.app_id", "quote it")),
+    ("boolean for a string", "postgres:\n  backup:\n    restore: {file: yes}\n", ("restore.file", "True")),
+    (
+        "ingress host with a space",
+        "sentry:\n  web:\n    ingress: {enabled: true, host: 'sentry example.com'}\n",
+        ("sentry.web.ingress.host", "'sentry example.com' is not a host name"),
+    ),
+    (
+        "existing secret with a space",
+        "secrets:\n  existing_secret: 'my secret'\n",
+        ("secrets.existing_secret", "not a Kubernetes name"),
+    ),
+    (
+        "storage class in capitals",
+        "sentry:\n  filestore: {storage_class: Fast_SSD}\n",
+        ("sentry.filestore.storage_class", "not a Kubernetes name"),
+    ),
+    ("kube-system", "namespace: kube-system\n", ("namespace", "cluster's own namespaces")),
+    ("kube-public", "namespace: kube-public\n", ("namespace", "cluster's own namespaces")),
+    (
+        "url_prefix with a trailing slash",
+        "sentry:\n  url_prefix: https://sentry.example.com/\n",
+        ("sentry.url_prefix", "no trailing slash"),
+    ),
+    (
+        "url_prefix without a scheme",
+        "sentry:\n  url_prefix: sentry.example.com\n",
+        ("sentry.url_prefix", "http:// or https://"),
     ),
     ("boolean in words", "sentry:\n  single_organization: maybe\n", ("sentry.single_organization", "valid boolean")),
     ("cleanup days", "sentry:\n  cleanup:\n    days: 0\n", ("sentry.cleanup.days", "from 1 to 3650")),
     ("missing file", None, ("no such configuration file",)),
+    ("a folder", None, ("is a folder",)),
+    ("not UTF-8", None, ("is not UTF-8 text", "byte 0xff")),
+    ("unreadable", None, ("cannot be read", "Permission denied")),
 ]
 
 
@@ -106,8 +146,23 @@ def test_bad_input_is_rejected_clearly_and_leaves_dist_alone(
         import main
         from tests.conftest import environment
 
+        config = tmp_path / "absent.yaml"
+        if case == "a folder":
+            config = tmp_path / "config"
+            config.mkdir()
+        elif case == "not UTF-8":
+            config.write_bytes(b"namespace: sentry\nrelease: caf\xff\n")  # Latin-1, not UTF-8
+        elif case == "unreadable":
+            config.write_text("namespace: sentry\n")
+            config.chmod(0)
         with environment({}):
-            code = main.main(["--config", str(tmp_path / "absent.yaml"), "--outdir", str(previous_dist), "--quiet"])
+            if case == "unreadable" and os.geteuid() == 0:
+                # root reads any file: make the read fail as it does for everyone else.
+                denied = OSError(errno.EACCES, os.strerror(errno.EACCES))
+                with mock.patch.object(Path, "read_bytes", side_effect=denied):
+                    code = main.main(["--config", str(config), "--outdir", str(previous_dist), "--quiet"])
+            else:
+                code = main.main(["--config", str(config), "--outdir", str(previous_dist), "--quiet"])
     else:
         code, _ = synth(tmp_path, values, outdir=previous_dist)
     err = capsys.readouterr().err
@@ -123,3 +178,20 @@ def test_bad_input_is_rejected_clearly_and_leaves_dist_alone(
 
 def test_at_least_twenty_cases() -> None:
     assert len(CASES) >= 20
+
+
+def test_namespace_default_is_accepted_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = synth(tmp_path, "namespace: default\n")
+    assert code == 0
+    assert "warning: namespace 'default'" in capsys.readouterr().err
+
+
+def test_a_values_file_overrides_single_leaves(tmp_path: Path) -> None:
+    # Only the memory limit: the requests and the CPU limit keep their defaults.
+    code, dist = synth(tmp_path, "sentry:\n  web:\n    resources:\n      limits: {memory: 2Gi}\n")
+    assert code == 0
+    (web,) = dist.get("Deployment", "sentry-web")["spec"]["template"]["spec"]["containers"]
+    assert web["resources"] == {
+        "limits": {"cpu": "600m", "memory": "2048Mi"},
+        "requests": {"cpu": "100m", "memory": "400Mi"},
+    }

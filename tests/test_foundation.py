@@ -99,17 +99,33 @@ def test_statefulset_services_are_named_like_their_statefulsets(default_dist: Di
         default_dist.get("Service", sts["spec"]["serviceName"])
 
 
+def _claim_of(dist: Dist, statefulset: str, volume: str = "data") -> dict:
+    """The PersistentVolumeClaim a StatefulSet's pod mounts as `volume`, found through the
+    pod template (not by name)."""
+    (spec,) = pod_specs(dist.get("StatefulSet", statefulset))
+    (source,) = [v for v in spec["volumes"] if v["name"] == volume]
+    return dist.get("PersistentVolumeClaim", source["persistentVolumeClaim"]["claimName"])
+
+
 def test_volume_sizes_reach_the_yaml(default_dist: Dist) -> None:
-    postgres = default_dist.get("StatefulSet", "sentry-postgresql")
-    redis = default_dist.get("StatefulSet", "sentry-redis")
-    (pg_claim,) = postgres["spec"]["volumeClaimTemplates"]
-    (redis_claim,) = redis["spec"]["volumeClaimTemplates"]
+    pg_claim = _claim_of(default_dist, "sentry-postgresql")
+    redis_claim = _claim_of(default_dist, "sentry-redis")
     assert pg_claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
     assert redis_claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
     backup = default_dist.get("PersistentVolumeClaim", "sentry-backup")
     assert backup["spec"]["resources"]["requests"]["storage"] == "8Gi"
     for claim in (pg_claim, redis_claim):
         assert set(claim["metadata"]["labels"]) >= STANDARD_LABELS
+
+
+def test_statefulsets_have_no_claim_templates_and_keep_the_template_claim_names(default_dist: Dist) -> None:
+    # Claim templates are frozen after creation and never resize a claim; standalone claims
+    # can grow by `kubectl apply`. They keep the names the templates gave (`data-<sts>-0`),
+    # so a volume created by an earlier version is adopted, not replaced.
+    for sts in default_dist.of_kind("StatefulSet"):
+        assert "volumeClaimTemplates" not in sts["spec"]
+        claim = _claim_of(default_dist, sts["metadata"]["name"])
+        assert claim["metadata"]["name"] == f"data-{sts['metadata']['name']}-0"
 
 
 def test_configured_volume_sizes_and_classes_reach_the_yaml(tmp_path: Path) -> None:
@@ -121,9 +137,10 @@ def test_configured_volume_sizes_and_classes_reach_the_yaml(tmp_path: Path) -> N
         "redis:\n  storage: {size: 2Gi}\n",
     )
     assert code == 0
-    (pg_claim,) = dist.get("StatefulSet", "sentry-postgresql")["spec"]["volumeClaimTemplates"]
+    pg_claim = _claim_of(dist, "sentry-postgresql")
     assert pg_claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
     assert pg_claim["spec"]["storageClassName"] == "fast"
+    assert _claim_of(dist, "sentry-redis")["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert dist.get("PersistentVolumeClaim", "sentry-backup")["spec"]["resources"]["requests"]["storage"] == "120Gi"
 
 

@@ -43,6 +43,7 @@ CONTRACT = (
     "SENTRY_URL_PREFIX",
     "SENTRY_SINGLE_ORGANIZATION",
     "SENTRY_USE_SSL",
+    "SENTRY_TRUSTED_PROXY",
     "SENTRY_WEB_HOST",
     "SENTRY_WEB_PORT",
     "SENTRY_WEB_WORKERS",
@@ -372,8 +373,12 @@ def test_web_server_defaults_and_workers(load) -> None:
 
 def test_proxy_headers(load) -> None:
     ns = load(**REQUIRED)
-    assert ns["USE_X_FORWARDED_HOST"] is True
-    assert ns["SENTRY_USE_X_FORWARDED_FOR"] is True
+    # Reached directly (a NodePort), a client could set X-Forwarded-Host/-For itself.
+    assert ns["USE_X_FORWARDED_HOST"] is False
+    assert ns["SENTRY_USE_X_FORWARDED_FOR"] is False
+    behind_ingress = load(**REQUIRED, SENTRY_TRUSTED_PROXY="true")
+    assert behind_ingress["USE_X_FORWARDED_HOST"] is True
+    assert behind_ingress["SENTRY_USE_X_FORWARDED_FOR"] is True
     # Without TLS in front, a client must not be able to claim HTTPS with a header.
     assert "SECURE_PROXY_SSL_HEADER" not in ns
     assert "SESSION_COOKIE_SECURE" not in ns

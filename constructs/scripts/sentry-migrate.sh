@@ -1,14 +1,22 @@
-# Migrate the database and make sure the superuser exists, idempotently, so the
-# Job can run again (re-apply, image upgrade, retry) without harm.
+# Migrate the database and, on the first successful run only, create the superuser,
+# idempotently, so the Job can run again (re-apply, image upgrade, retry) without harm.
+# Whether to create it was decided by admin-bootstrap-check.sh (a file on the Job's
+# emptyDir); with sentry.create_admin false that step is absent and no admin is made.
 # The admin password never appears on a command line: the user is created
 # without one and the password is set from the environment by a script that
 # `sentry exec` reads on stdin.
 set -euo pipefail
-email="${SENTRY_ADMIN_EMAIL:?SENTRY_ADMIN_EMAIL is required}"
-: "${SENTRY_ADMIN_PASSWORD:?SENTRY_ADMIN_PASSWORD is required}"
 
 echo "migrations: sentry upgrade --noinput"
 sentry upgrade --noinput
+
+if [ ! -f "${SENTRY_ADMIN_PENDING_FILE:-/nonexistent}" ]; then
+  echo "migrations: superuser bootstrap not needed (done earlier, or sentry.create_admin is false)"
+  echo "migrations: done"
+  exit 0
+fi
+email="${SENTRY_ADMIN_EMAIL:?SENTRY_ADMIN_EMAIL is required}"
+: "${SENTRY_ADMIN_PASSWORD:?SENTRY_ADMIN_PASSWORD is required}"
 
 echo "migrations: creating superuser $email"
 status=0

@@ -16,7 +16,8 @@
 #   SENTRY_REDIS_HOST (required), SENTRY_REDIS_PORT (6379), SENTRY_REDIS_PASSWORD,
 #   SENTRY_REDIS_DB (0)
 #   SENTRY_FILESTORE_DIR (/var/lib/sentry/files)
-#   SENTRY_URL_PREFIX, SENTRY_SINGLE_ORGANIZATION (true), SENTRY_USE_SSL (false)
+#   SENTRY_URL_PREFIX, SENTRY_SINGLE_ORGANIZATION (true), SENTRY_USE_SSL (false),
+#   SENTRY_TRUSTED_PROXY (false: trust X-Forwarded-Host/-For only behind the Ingress)
 #   SENTRY_WEB_HOST (0.0.0.0), SENTRY_WEB_PORT (9000), SENTRY_WEB_WORKERS (2)
 #   SENTRY_EMAIL_HOST (empty: no mail), SENTRY_EMAIL_PORT (25), SENTRY_EMAIL_USER,
 #   SENTRY_EMAIL_PASSWORD, SENTRY_EMAIL_USE_TLS (false), SENTRY_SERVER_EMAIL
@@ -206,13 +207,15 @@ SENTRY_WEB_OPTIONS = {
     "workers": _number("SENTRY_WEB_WORKERS", 2),
 }
 
-# Behind a Service and an Ingress. The client address comes from X-Forwarded-For (Sentry's
-# default, kept explicit: rate limits and audit logs use it). The host a client asked for
-# comes from X-Forwarded-Host when a proxy sets it, so Django's HTTPS referer check (CSRF)
-# compares against the public host even if a proxy rewrites Host. Links never come from it:
-# they come from system.url-prefix.
-SENTRY_USE_X_FORWARDED_FOR = True
-USE_X_FORWARDED_HOST = True
+# Behind an Ingress that is the only way in (SENTRY_TRUSTED_PROXY): the client address
+# comes from X-Forwarded-For (rate limits and audit logs use it), and the host a client
+# asked for from X-Forwarded-Host, so Django's HTTPS referer check (CSRF) compares against
+# the public host even if the proxy rewrites Host. Reached directly (a NodePort), a client
+# could set those headers itself, so they are ignored. Links never come from them: they
+# come from system.url-prefix.
+trusted_proxy = _flag("SENTRY_TRUSTED_PROXY", False)
+SENTRY_USE_X_FORWARDED_FOR = trusted_proxy
+USE_X_FORWARDED_HOST = trusted_proxy
 
 # Served over TLS, which ends at the Ingress: trust its X-Forwarded-Proto, so requests count
 # as secure, and send cookies only over HTTPS. Only when TLS is really in front: otherwise a
