@@ -173,3 +173,37 @@ def capacity_problem(config: StackConfig, objects: list[dict]) -> str | None:
         "(node with node_cpu/node_memory, or none for a real cluster)"
     )
     return message + ", or set capacity.on_exceed: warn"
+
+
+def capacity_table(config: StackConfig, objects: list[dict]) -> str:
+    """The README's capacity table: every pod at the upgrade peak, and how the sum fits the
+    configured target with and without the CNI's own pod."""
+    lines = ["| pods (component) | at the upgrade peak | requests each | total |", "| --- | --- | --- | --- |"]
+    for obj in objects:
+        component = obj["metadata"].get("labels", {}).get(COMPONENT_LABEL, obj["metadata"]["name"])
+        if component in RUNS_WITH_SENTRY_STOPPED:
+            continue
+        for spec in pod_specs(obj):
+            replicas = obj["spec"].get("replicas", 1) if obj["kind"] in {"Deployment", "StatefulSet"} else 1
+            surge = surge_pods(obj)
+            pod = pod_requests(spec)
+            total = pod.times(replicas + surge)
+            count = f"{replicas}" + (f" + {surge} surge" if surge else "")
+            kind = {"Job": "Job run", "CronJob": "one run"}.get(obj["kind"], obj["kind"])
+            lines.append(
+                f"| {component} ({kind}) | {count} | {pod.cpu_m}m / {pod.memory // MI}Mi | "
+                f"{total.cpu_m}m / {total.memory // MI}Mi |"
+            )
+    peak = stack_requests(objects)
+    lines.append(f"| **all at once** | | | **{peak.cpu_m}m / {peak.memory // MI}Mi** |")
+    node = target(config.capacity)
+    if node is not None:
+        for cni in ("calico", "none"):
+            free = target(config.capacity.model_copy(update={"cni": cni}))
+            assert free is not None
+            room = free.free
+            lines.append(
+                f"| free on {free.description} | | | {room.cpu_m}m / {room.memory // MI}Mi: "
+                f"**{percent(peak.cpu_m, room.cpu_m)}% / {percent(peak.memory, room.memory)}%** used |"
+            )
+    return "\n".join(lines)

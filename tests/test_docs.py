@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from constructs.secrets_store import ALL_KEYS
-from tests.conftest import PROJECT_DIR, synth
+from tests.conftest import PROJECT_DIR, Dist, synth
 from tools.config_reference import END, START, reference
 
 README = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
@@ -48,3 +48,12 @@ def test_production_example_uses_its_own_secret_ingress_and_offsite_backup(tmp_p
     assert offsite["image"] == "amazon/aws-cli:2.15.30"
     secret_refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in offsite["env"] if "valueFrom" in e}
     assert secret_refs == {"sentry-credentials"}
+
+
+def test_capacity_table_matches_the_synthesized_pods(default_dist: Dist) -> None:
+    from tools.capacity_table import END as CAP_END
+    from tools.capacity_table import START as CAP_START
+    from tools.capacity_table import table
+
+    start, end = README.index(CAP_START), README.index(CAP_END) + len(CAP_END)
+    assert README[start:end] == table(default_dist.objects), "run: .venv/bin/python tools/capacity_table.py --write"
