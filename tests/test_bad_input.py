@@ -195,3 +195,19 @@ def test_a_values_file_overrides_single_leaves(tmp_path: Path) -> None:
         "limits": {"cpu": "600m", "memory": "2048Mi"},
         "requests": {"cpu": "100m", "memory": "400Mi"},
     }
+
+
+def test_the_message_about_dist_is_true_when_the_cdk8s_cli_removed_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `cdk8s synth` deletes its output folder before it runs the app (and sets CDK8S_OUTDIR).
+    gone = tmp_path / "dist"
+    code, _ = synth(
+        tmp_path, "sentry:\n  web:\n    replicas: yes\n", outdir=gone, extra_env={"CDK8S_OUTDIR": str(gone)}
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "left unchanged" not in err
+    assert "dist/ is gone: `cdk8s synth` removed it" in err
+    code, _ = synth(tmp_path, "sentry:\n  web:\n    replicas: yes\n", outdir=gone)
+    assert "nothing was written to dist/" in capsys.readouterr().err
