@@ -121,6 +121,18 @@ CronSchedule = Annotated[str, AfterValidator(_cron)]
 DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL, min_length=1, max_length=40)]
 Namespace = Annotated[DnsLabel, AfterValidator(_namespace)]
 KubeName = Annotated[str, AfterValidator(_dns_subdomain)]
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block such as 0.0.0.0/0 or 10.0.0.0/8: {exc}") from None
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
 HostName = Annotated[str, AfterValidator(_host)]
 Image = Annotated[str, Field(min_length=1, pattern=r"^[^\s:@]+(:[A-Za-z0-9_.-]+)?(@sha256:[0-9a-f]{64})?$")]
 
@@ -279,11 +291,68 @@ class BackupConfig(Model):
         return self
 
 
+_SSLMODES = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class CaCertificateSource(Model):
+    """A CA certificate you keep in a Secret or a ConfigMap of the stack's namespace."""
+
+    secret: KubeName | None = Field(default=None, description="Secret holding the certificate.")
+    config_map: KubeName | None = Field(default=None, description="ConfigMap holding the certificate.")
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$")] = Field(
+        default="ca.crt", description="Key of the certificate (PEM) in that Secret or ConfigMap."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CaCertificateSource:
+        if (self.secret is None) == (self.config_map is None):
+            raise ValueError("give exactly one of secret or config_map")
+        return self
+
+
+class ExternalPostgresConfig(Model):
+    """A PostgreSQL server outside the cluster (RDS, Cloud SQL, ...): no PostgreSQL runs in it."""
+
+    host: Annotated[str, AfterValidator(lambda v: v and _host_or_ip(v))] = Field(
+        default="", description="Host name or IP of the server; empty runs PostgreSQL in the cluster."
+    )
+    port: int = Field(default=5432, ge=1, le=65535, description="Port of the server.")
+    sslmode: _SSLMODES = Field(
+        default="verify-full",
+        description="libpq sslmode for every client (Sentry, waits, migrations, backups). verify-ca "
+        "and verify-full need `ca`.",
+    )
+    ca: CaCertificateSource | None = Field(
+        default=None, description="The server's CA certificate, for sslmode verify-ca or verify-full."
+    )
+    cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="The server's addresses, for the NetworkPolicies' egress rules (an IP `host` "
+        "adds its own /32); required for a host name while network.policies is on.",
+    )
+    superuser: bool = Field(
+        default=False,
+        description="Whether `postgres.user` may read every role (pg_dumpall --globals-only): managed "
+        "servers do not allow it, so backups then hold the Sentry database only.",
+    )
+
+    @model_validator(mode="after")
+    def _ca_for_verify(self) -> ExternalPostgresConfig:
+        if self.host and self.sslmode in {"verify-ca", "verify-full"} and self.ca is None:
+            raise ValueError(
+                f"sslmode {self.sslmode} needs ca (the server's CA certificate in a Secret or ConfigMap: "
+                "ca: {secret: NAME, key: ca.crt}); or choose sslmode: require (encrypted, server not verified)"
+            )
+        return self
+
+
 class PostgresConfig(Model):
     image: Image = Field(
         default="postgres:9.6.24",
-        description="PostgreSQL image; Sentry 9.1 was tested on 9.5 and 9.6.",
+        description="PostgreSQL image; Sentry 9.1 was tested on 9.5 and 9.6. With an external server, "
+        "the clients' image: its major version must be at least the server's (pg_dump).",
     )
+    external: ExternalPostgresConfig = Field(default_factory=ExternalPostgresConfig)
     database: DnsLabel = Field(default="sentry", description="Database name.")
     user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)] = Field(
         default="sentry", description="Database owner role."
@@ -293,8 +362,27 @@ class PostgresConfig(Model):
     backup: BackupConfig = Field(default_factory=BackupConfig)
 
 
+class ExternalRedisConfig(Model):
+    """A Redis server outside the cluster (ElastiCache, Memorystore, ...). Plain TCP with a
+    password: Sentry 9.1.2's Celery broker cannot use TLS (see the README)."""
+
+    host: Annotated[str, AfterValidator(lambda v: v and _host_or_ip(v))] = Field(
+        default="", description="Host name or IP of the server; empty runs Redis in the cluster."
+    )
+    port: int = Field(default=6379, ge=1, le=65535, description="Port of the server.")
+    db: int = Field(default=0, ge=0, le=15, description="Database number Sentry uses.")
+    cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="The server's addresses, for the NetworkPolicies' egress rules (an IP `host` adds "
+        "its own /32); required for a host name while network.policies is on.",
+    )
+
+
 class RedisConfig(Model):
-    image: Image = Field(default="redis:6.2.14-alpine", description="Redis image.")
+    image: Image = Field(
+        default="redis:6.2.14-alpine", description="Redis image (with an external server: for redis-cli only)."
+    )
+    external: ExternalRedisConfig = Field(default_factory=ExternalRedisConfig)
     storage: Storage = Field(default_factory=lambda: Storage(size="1Gi"), description="AOF volume.")
     resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "250m", "256Mi"))
 
@@ -433,16 +521,6 @@ class SentryConfig(Model):
         return image_tag(self.effective_image)
 
 
-def _cidr(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=True))
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a CIDR block such as 0.0.0.0/0 or 10.0.0.0/8: {exc}") from None
-
-
-Cidr = Annotated[str, AfterValidator(_cidr)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-
 # Private, shared (CGNAT) and link-local IPv4 ranges: pod, service and node networks
 # live here, and so do cloud metadata endpoints (169.254.169.254).
 PRIVATE_CIDRS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
@@ -534,6 +612,20 @@ class StackConfig(Model):
     sentry: SentryConfig = Field(default_factory=SentryConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+
+    @model_validator(mode="after")
+    def _external_addresses_for_policies(self) -> StackConfig:
+        for name, external in (("postgres", self.postgres.external), ("redis", self.redis.external)):
+            if self.network.policies and external.host and not external.cidrs:
+                try:
+                    ipaddress.ip_address(external.host)
+                except ValueError:
+                    raise ValueError(
+                        f"{name}.external.cidrs is required for the host name {external.host!r} while "
+                        "network.policies is on: the NetworkPolicies allow egress by address (e.g. the "
+                        "subnet of the managed server: cidrs: [10.0.8.0/24])"
+                    ) from None
+        return self
 
 
 def image_tag(image: str) -> str:

@@ -7,6 +7,7 @@ server's pod; pods are selected by the standard labels (naming.py).
 - web: ingress on its port from anywhere (Service, NodePort, Ingress controller, probes);
 - PostgreSQL: ingress only from the Sentry pods and the database clients (backup, restore);
 - Redis: ingress only from the Sentry pods;
+  (with an external server, no such pods exist: the clients' egress goes to its addresses);
 - each Sentry pod: egress to PostgreSQL and Redis; the `internet` ones (web, worker,
   cron) also to `sentry_egress_cidrs` on the configured ports (GitHub/GitLab login,
   integrations, mail);
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 from constructs import Construct
 from constructs.config import NetworkConfig
+from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
 from imports import k8s
 
@@ -47,10 +49,10 @@ class NetworkPoliciesProps:
     """The Sentry pods that may also reach `config.sentry_egress_cidrs` (web, worker, cron)."""
     internet_ports: Sequence[int]
     """TCP ports for that egress: `config.sentry_egress_ports` plus the SMTP port if mail is on."""
-    postgres: Component
-    postgres_port: int
-    redis: Component
-    redis_port: int
+    postgres: NetworkTarget
+    """Where PostgreSQL is: its pods here (which then accept only the clients), or its addresses."""
+    redis: NetworkTarget
+    """Where Redis is, likewise."""
     database_clients: Sequence[Component] = ()
     """Non-Sentry PostgreSQL clients (backup, restore). Default: none."""
     offsite: Component | None = None
@@ -83,6 +85,13 @@ def _ip_blocks(cidrs: Sequence[str], excepts: Sequence[str]) -> list[k8s.Network
     return peers
 
 
+def _egress_to(target: NetworkTarget) -> k8s.NetworkPolicyEgressRule:
+    """To a server's pods in this namespace, or to its own addresses as configured (no
+    private ranges are carved out of those: they were named on purpose)."""
+    peers = [_peer(target.pods)] if target.pods is not None else _ip_blocks(target.cidrs, ())
+    return k8s.NetworkPolicyEgressRule(to=peers, ports=[_tcp(target.port)])
+
+
 class NetworkPolicies(Construct):
     """The stack's NetworkPolicies; see the module docstring for what each allows."""
 
@@ -111,10 +120,8 @@ class NetworkPolicies(Construct):
             egress=[k8s.NetworkPolicyEgressRule(to=dns_peers, ports=dns_ports)],
         )
 
-        to_databases = [
-            k8s.NetworkPolicyEgressRule(to=[_peer(props.postgres)], ports=[_tcp(props.postgres_port)]),
-            k8s.NetworkPolicyEgressRule(to=[_peer(props.redis)], ports=[_tcp(props.redis_port)]),
-        ]
+        to_postgres = _egress_to(props.postgres)
+        to_databases = [to_postgres, _egress_to(props.redis)]
         internet = []
         if cfg.sentry_egress_cidrs and props.internet_ports:
             internet = [
@@ -130,29 +137,31 @@ class NetworkPolicies(Construct):
             egress = to_databases + (internet if comp in props.internet else [])
             self._policy(comp.component, comp.name, comp, comp.selector_labels, ingress=ingress, egress=egress)
 
-        self._policy(
-            "postgresql",
-            props.postgres.name,
-            props.postgres,
-            props.postgres.selector_labels,
-            ingress=[
-                k8s.NetworkPolicyIngressRule(
-                    from_=[_peer(c) for c in [*props.sentry, *props.database_clients]],
-                    ports=[_tcp(props.postgres_port)],
-                )
-            ],
-        )
-        self._policy(
-            "redis",
-            props.redis.name,
-            props.redis,
-            props.redis.selector_labels,
-            ingress=[
-                k8s.NetworkPolicyIngressRule(from_=[_peer(c) for c in props.sentry], ports=[_tcp(props.redis_port)])
-            ],
-        )
+        pg, redis = props.postgres, props.redis
+        if pg.pods is not None:
+            self._policy(
+                "postgresql",
+                pg.pods.name,
+                pg.pods,
+                pg.pods.selector_labels,
+                ingress=[
+                    k8s.NetworkPolicyIngressRule(
+                        from_=[_peer(c) for c in [*props.sentry, *props.database_clients]], ports=[_tcp(pg.port)]
+                    )
+                ],
+            )
+        if redis.pods is not None:
+            self._policy(
+                "redis",
+                redis.pods.name,
+                redis.pods,
+                redis.pods.selector_labels,
+                ingress=[
+                    k8s.NetworkPolicyIngressRule(from_=[_peer(c) for c in props.sentry], ports=[_tcp(redis.port)])
+                ],
+            )
         for comp in props.database_clients:
-            egress = [k8s.NetworkPolicyEgressRule(to=[_peer(props.postgres)], ports=[_tcp(props.postgres_port)])]
+            egress = [to_postgres]
             if comp == props.offsite and cfg.offsite_egress_cidrs:
                 egress.append(
                     k8s.NetworkPolicyEgressRule(

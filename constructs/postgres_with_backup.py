@@ -17,6 +17,7 @@ import cdk8s_plus_27 as kplus
 
 from constructs import Construct
 from constructs.config import PostgresConfig
+from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
 from constructs.secrets_store import POSTGRES_PASSWORD, S3_SECRET_ACCESS_KEY
 from constructs.workload import (
@@ -84,8 +85,12 @@ class PostgresWithBackup(Construct):
         self.host = comp.name
         self.port = POSTGRES_PORT
         self.image = cfg.image
+        self.client_image = cfg.image
         self.user = cfg.user
         self.database = cfg.database
+        # The image's POSTGRES_USER is the server's superuser: it may dump every role.
+        self.can_dump_roles = True
+        self.network = NetworkTarget(port=POSTGRES_PORT, pods=comp)
         self.service = service_for(
             self, comp, [kplus.ServicePort(name="postgresql", port=POSTGRES_PORT, target_port=POSTGRES_PORT)]
         )
@@ -108,6 +113,10 @@ class PostgresWithBackup(Construct):
             ),
             "PGPASSWORD": secret_env(secret or self.props.secret, POSTGRES_PASSWORD.key),
         }
+
+    def client_mounts(self, scope: Construct) -> list[kplus.VolumeMount]:
+        """Nothing to mount: in the cluster, clients connect without TLS."""
+        return []
 
     @property
     def backup_claim_name(self) -> str:

@@ -8,6 +8,7 @@ import cdk8s_plus_27 as kplus
 
 from constructs import Construct
 from constructs.config import RedisConfig
+from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
 from constructs.quantities import parse_memory
 from constructs.secrets_store import REDIS_PASSWORD
@@ -75,7 +76,10 @@ class RedisBroker(Construct):
         self.host = comp.name
         self.port = REDIS_PORT
         self.image = cfg.image
+        self.client_image = cfg.image
+        self.db = 0
         self.secret = props.secret
+        self.network = NetworkTarget(port=REDIS_PORT, pods=comp)
         self.maxmemory = int(parse_memory(cfg.resources.limits.memory) * MAXMEMORY_SHARE_OF_LIMIT)
 
         self.data_claim = claim(self, "data-claim", statefulset_claim_name(comp), comp, cfg.storage)
@@ -124,10 +128,10 @@ class RedisBroker(Construct):
         )
         select(self.statefulset, comp)
 
-    def client_env(self) -> dict[str, kplus.EnvValue]:
+    def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
         """What a redis-cli client of this server needs: host, port and the password
         (REDISCLI_AUTH, which redis-cli reads instead of an -a flag)."""
         return {
             **plain_env({"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}),
-            "REDISCLI_AUTH": secret_env(self.secret, REDIS_PASSWORD.key),
+            "REDISCLI_AUTH": secret_env(secret or self.secret, REDIS_PASSWORD.key),
         }

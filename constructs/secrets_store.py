@@ -89,6 +89,13 @@ def required_keys(config: StackConfig) -> tuple[SecretKey, ...]:
     return tuple(keys)
 
 
+def inventable(key: SecretKey, config: StackConfig) -> bool:
+    """Whether a missing value may be generated. An external server already has its
+    password: a generated one would only lock Sentry out of it."""
+    external = {POSTGRES_PASSWORD: config.postgres.external.host, REDIS_PASSWORD: config.redis.external.host}
+    return bool(key.generated_length) and not external.get(key)
+
+
 def default_secrets_file(config: StackConfig, project_dir: Path) -> Path:
     return project_dir / ".secrets" / f"{config.namespace}-{config.release}.yaml"
 
@@ -149,7 +156,7 @@ def resolve_secrets(
     for key in required_keys(config):
         value = env.get(key.env_var) or stored.get(key.key)
         if not value:
-            if not key.generated_length:
+            if not inventable(key, config):
                 raise SecretsError(
                     f"secret {key.key!r} ({key.description}) is required by this configuration: "
                     f"set {key.env_var}, add it to {path}, or use secrets.existing_secret"

@@ -34,7 +34,7 @@ class SentryCleanup(Construct):
         self.cronjob = kplus.CronJob(
             self,
             "cronjob",
-            **rt.pod_props(comp),
+            **rt.pod_props(self, comp),
             schedule=cron(cfg.schedule),
             time_zone="Etc/UTC",
             concurrency_policy=kplus.ConcurrencyPolicy.FORBID,

@@ -40,7 +40,7 @@ class SentryCron(Construct):
         self.deployment = kplus.Deployment(
             self,
             "deployment",
-            **rt.pod_props(comp),
+            **rt.pod_props(self, comp),
             spread=False,
             replicas=1,
             strategy=kplus.DeploymentStrategy.recreate(),

@@ -68,7 +68,7 @@ class SentryMigrations(Construct):
             "SENTRY_ADMIN_PASSWORD": secret_env(rt.props.secret, ADMIN_PASSWORD.key),
         }
         check = (
-            [rt.postgres_client("admin-bootstrap-check", "admin-bootstrap-check", pending, [bootstrap])]
+            [rt.postgres_client(self, "admin-bootstrap-check", "admin-bootstrap-check", pending, [bootstrap])]
             if props.create_admin
             else []
         )
@@ -76,9 +76,10 @@ class SentryMigrations(Construct):
             self,
             "job",
             **rt.pod_props(
+                self,
                 comp,
                 init_containers=[
-                    rt.wait_for_postgres(),
+                    rt.wait_for_postgres(self),
                     rt.wait_for_redis(),
                     *check,
                     rt.container(
@@ -98,6 +99,7 @@ class SentryMigrations(Construct):
             restart_policy=kplus.RestartPolicy.NEVER,
             containers=[
                 rt.postgres_client(
+                    self,
                     "mark-migrated",
                     "mark-migrated",
                     {"SENTRY_MIGRATION_VERSION": rt.migration_version, **pending},

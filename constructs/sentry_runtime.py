@@ -23,9 +23,8 @@ import cdk8s_plus_27 as kplus
 
 from constructs import Construct
 from constructs.config import Resources, SentryConfig
+from constructs.endpoints import PostgresEndpoint, RedisEndpoint
 from constructs.naming import Component
-from constructs.postgres_with_backup import PostgresWithBackup
-from constructs.redis_broker import RedisBroker
 from constructs.secrets_store import (
     GITHUB_CLIENT_SECRET,
     GITHUB_PRIVATE_KEY,
@@ -81,10 +80,10 @@ class SentryRuntimeProps:
     """Names and labels of the ConfigMap."""
     filestore_component: Component
     """Names and labels of the filestore claim."""
-    postgres: PostgresWithBackup
-    """The database: host, port, user, database, client environment, wait image."""
-    redis: RedisBroker
-    """The broker: host and port."""
+    postgres: PostgresEndpoint
+    """The database (in the cluster or external): where, how to connect, the client image."""
+    redis: RedisEndpoint
+    """The broker and cache (in the cluster or external)."""
     secret: kplus.ISecret
     """The stack Secret (keys: see secrets_store.py)."""
     use_ssl: bool = False
@@ -134,7 +133,7 @@ class SentryRuntime(Construct):
             "SENTRY_DB_USER": pg.user,
             "SENTRY_REDIS_HOST": redis.host,
             "SENTRY_REDIS_PORT": str(redis.port),
-            "SENTRY_REDIS_DB": "0",
+            "SENTRY_REDIS_DB": str(redis.db),
             "SENTRY_FILESTORE_DIR": FILESTORE_MOUNT,
             "SENTRY_SINGLE_ORGANIZATION": _bool(cfg.single_organization),
             "SENTRY_USE_SSL": _bool(self.props.use_ssl),
@@ -166,10 +165,13 @@ class SentryRuntime(Construct):
             values |= {"GITLAB_APP_ID": cfg.gitlab.application_id, "GITLAB_BASE_DOMAIN": cfg.gitlab.base_domain}
 
         secret = self.props.secret
+        client = pg.client_env()
         env = {
             **plain_env(values),
+            # libpq (under Django's psycopg2) reads the TLS settings itself.
+            **{k: v for k, v in client.items() if k.startswith("PGSSL")},
             "SENTRY_SECRET_KEY": secret_env(secret, SENTRY_SECRET_KEY.key),
-            "SENTRY_DB_PASSWORD": pg.client_env()["PGPASSWORD"],
+            "SENTRY_DB_PASSWORD": client["PGPASSWORD"],
             "SENTRY_REDIS_PASSWORD": secret_env(secret, REDIS_PASSWORD.key),
         }
         if cfg.smtp.host and cfg.smtp.user:
@@ -189,6 +191,7 @@ class SentryRuntime(Construct):
 
     def pod_props(
         self,
+        scope: Construct,
         component: Component,
         init_containers: list[kplus.ContainerProps] | None = None,
         name: str | None = None,
@@ -197,7 +200,7 @@ class SentryRuntime(Construct):
         checksum, the non-root pod security context, no service account token, and the
         init containers (default: wait for PostgreSQL, then for this image's migrations)."""
         if init_containers is None:
-            init_containers = [self.wait_for_postgres(), self.wait_for_migrations()]
+            init_containers = [self.wait_for_postgres(scope), self.wait_for_migrations(scope)]
         return {
             "metadata": metadata(component, name),
             "pod_metadata": pod_metadata(component, self.pod_annotations()),
@@ -239,11 +242,13 @@ class SentryRuntime(Construct):
         return container_security(SENTRY_UID, SENTRY_UID)
 
     def volume_mounts(self, scope: Construct, filestore: bool = True) -> list[kplus.VolumeMount]:
-        """/etc/sentry (config, read-only), /tmp (scratch) and, optionally, the filestore."""
+        """/etc/sentry (config, read-only), /tmp (scratch), the database's CA certificate if
+        it has one, and, optionally, the filestore."""
         config_volume = kplus.Volume.from_config_map(scope, "config-volume", self.config_map, name="config")
         mounts = [
             kplus.VolumeMount(path=CONFIG_MOUNT, volume=config_volume, read_only=True),
             kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(scope, "tmp-volume", "tmp")),
+            *self.props.postgres.client_mounts(scope),
         ]
         if filestore:
             claim = kplus.PersistentVolumeClaim.from_claim_name(scope, "filestore-claim", self.filestore_claim.name)
@@ -251,16 +256,16 @@ class SentryRuntime(Construct):
             mounts.append(kplus.VolumeMount(path=FILESTORE_MOUNT, volume=volume))
         return mounts
 
-    def wait_for_postgres(self) -> kplus.ContainerProps:
+    def wait_for_postgres(self, scope: Construct) -> kplus.ContainerProps:
         """Init container: block until PostgreSQL accepts connections (pg_isready of the server's image)."""
-        return self.postgres_client("wait-for-postgres", "wait-for-postgres")
+        return self.postgres_client(scope, "wait-for-postgres", "wait-for-postgres")
 
     def wait_for_redis(self) -> kplus.ContainerProps:
         """Init container: block until Redis answers PING with the stack's password."""
         redis = self.props.redis
         return kplus.ContainerProps(
             name="wait-for-redis",
-            image=redis.image,
+            image=redis.client_image,
             image_pull_policy=self.image_pull_policy,
             command=shell_command("wait-for-redis"),
             env_variables=redis.client_env(),
@@ -268,9 +273,10 @@ class SentryRuntime(Construct):
             security_context=container_security(SENTRY_UID, SENTRY_UID),
         )
 
-    def wait_for_migrations(self) -> kplus.ContainerProps:
+    def wait_for_migrations(self, scope: Construct) -> kplus.ContainerProps:
         """Init container: block until the migration Job recorded this image's migrations."""
         return self.postgres_client(
+            scope,
             "wait-for-migrations",
             "wait-for-migrations",
             {"SENTRY_MIGRATION_VERSION": self.migration_version},
@@ -278,6 +284,7 @@ class SentryRuntime(Construct):
 
     def postgres_client(
         self,
+        scope: Construct,
         name: str,
         script: str,
         extra: dict[str, str] | None = None,
@@ -288,13 +295,13 @@ class SentryRuntime(Construct):
         pg = self.props.postgres
         return kplus.ContainerProps(
             name=name,
-            image=pg.image,
+            image=pg.client_image,
             image_pull_policy=self.image_pull_policy,
             command=shell_command(script),
             env_variables={**pg.client_env(), **plain_env(extra or {})},
             resources=container_resources(WAIT_RESOURCES),
             security_context=container_security(SENTRY_UID, SENTRY_UID),
-            volume_mounts=list(volume_mounts),
+            volume_mounts=[*pg.client_mounts(scope), *volume_mounts],
         )
 
 

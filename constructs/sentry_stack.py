@@ -18,6 +18,13 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 
 from constructs.config import StackConfig
+from constructs.endpoints import (
+    CaCertificate,
+    ExternalPostgres,
+    ExternalRedis,
+    PostgresEndpoint,
+    RedisEndpoint,
+)
 from constructs.namespace import SentryNamespace
 from constructs.naming import StackNames
 from constructs.network_policies import NetworkPolicies, NetworkPoliciesProps
@@ -28,13 +35,12 @@ from constructs.pod_security import (
     service_account,
 )
 from constructs.postgres_with_backup import (
-    POSTGRES_PORT,
     PostgresRestore,
     PostgresRestoreProps,
     PostgresWithBackup,
     PostgresWithBackupProps,
 )
-from constructs.redis_broker import REDIS_PORT, RedisBroker, RedisBrokerProps
+from constructs.redis_broker import RedisBroker, RedisBrokerProps
 from constructs.sentry_cleanup import SentryCleanup, SentryCleanupProps
 from constructs.sentry_cron import SentryCron, SentryCronProps
 from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
@@ -73,27 +79,65 @@ class SentryStack:
         # With existing_secret nothing is emitted above: workloads reference the user's Secret by name.
         secret = kplus.Secret.from_secret_name(chart, "secret-ref", names.secret_name)
 
-        self.postgres = PostgresWithBackup(
-            chart,
-            "postgres",
-            PostgresWithBackupProps(
-                config=config.postgres,
-                component=names.postgres,
-                backup_component=names.backup,
+        pg_cfg, redis_cfg = config.postgres, config.redis
+        self.postgres: PostgresEndpoint
+        self.redis: RedisEndpoint
+        if pg_cfg.external.host:
+            ext = pg_cfg.external
+            ca = (
+                CaCertificate(key=ext.ca.key, secret=ext.ca.secret, config_map=ext.ca.config_map)
+                if ext.ca is not None
+                else None
+            )
+            self.postgres = ExternalPostgres(
+                chart,
+                "postgres",
+                host=ext.host,
+                port=ext.port,
+                database=pg_cfg.database,
+                user=pg_cfg.user,
                 secret=secret,
-                image_pull_policy=pull_policy(config.sentry.image_pull_policy),
-            ),
-        )
-        self.redis = RedisBroker(
-            chart,
-            "redis",
-            RedisBrokerProps(
-                config=config.redis,
-                component=names.redis,
+                client_image=pg_cfg.image,
+                sslmode=ext.sslmode,
+                ca=ca,
+                cidrs=ext.cidrs,
+                can_dump_roles=ext.superuser,
+            )
+        else:
+            self.postgres = PostgresWithBackup(
+                chart,
+                "postgres",
+                PostgresWithBackupProps(
+                    config=pg_cfg,
+                    component=names.postgres,
+                    backup_component=names.backup,
+                    secret=secret,
+                    image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+                ),
+            )
+        if redis_cfg.external.host:
+            ext_redis = redis_cfg.external
+            self.redis = ExternalRedis(
+                chart,
+                "redis",
+                host=ext_redis.host,
+                port=ext_redis.port,
+                db=ext_redis.db,
                 secret=secret,
-                image_pull_policy=pull_policy(config.sentry.image_pull_policy),
-            ),
-        )
+                client_image=redis_cfg.image,
+                cidrs=ext_redis.cidrs,
+            )
+        else:
+            self.redis = RedisBroker(
+                chart,
+                "redis",
+                RedisBrokerProps(
+                    config=redis_cfg,
+                    component=names.redis,
+                    secret=secret,
+                    image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+                ),
+            )
         sentry = config.sentry
         ingress = sentry.web.ingress
         self.runtime = SentryRuntime(
@@ -142,7 +186,8 @@ class SentryStack:
             )
 
         backup = config.postgres.backup
-        restore_enabled = backup.enabled and backup.restore.enabled
+        in_cluster_backup = backup.enabled and isinstance(self.postgres, PostgresWithBackup)
+        restore_enabled = in_cluster_backup and backup.restore.enabled
         # One ServiceAccount for every pod, with no RBAC binding and no token: no pod
         # calls the API server. harden_workloads puts it, seccomp and dropped
         # capabilities on every pod template (see pod_security.py).
@@ -154,7 +199,7 @@ class SentryStack:
             # The restore's policies are always here, not in 90-restore: the runbook applies
             # only 90-restore.k8s.yaml (20-sentry would scale Sentry back up), and no restore
             # pod exists unless the restore Job does.
-            database_clients = [names.backup, names.restore] if backup.enabled else []
+            database_clients = [names.backup, names.restore] if in_cluster_backup else []
             smtp_ports = [sentry.smtp.port] if sentry.smtp.host else []
             endpoint = urlsplit(backup.offsite.endpoint_url)
             NetworkPolicies(
@@ -168,12 +213,10 @@ class SentryStack:
                     sentry=sentry_pods,
                     internet=[names.sentry(c) for c in ("web", "worker", "cron")],
                     internet_ports=[*config.network.sentry_egress_ports, *smtp_ports],
-                    postgres=names.postgres,
-                    postgres_port=POSTGRES_PORT,
-                    redis=names.redis,
-                    redis_port=REDIS_PORT,
+                    postgres=self.postgres.network,
+                    redis=self.redis.network,
                     database_clients=database_clients,
-                    offsite=names.backup if backup.enabled and backup.offsite.enabled else None,
+                    offsite=names.backup if in_cluster_backup and backup.offsite.enabled else None,
                     offsite_port=endpoint.port or (80 if endpoint.scheme == "http" else 443),
                 ),
             )
@@ -182,6 +225,7 @@ class SentryStack:
         self.migrations_job_name = name_by_pod_template(self.migrations.job, names.sentry("migrations").name)
 
         if restore_enabled:
+            assert isinstance(self.postgres, PostgresWithBackup)
             restore_chart = cdk8s.Chart(
                 app, "90-restore", namespace=config.namespace, disable_resource_name_hashes=True
             )

@@ -45,7 +45,7 @@ class SentryWorker(Construct):
         self.deployment = kplus.Deployment(
             self,
             "deployment",
-            **rt.pod_props(comp),
+            **rt.pod_props(self, comp),
             spread=False,
             replicas=cfg.replicas,
             strategy=zero_downtime_rollout(),

@@ -1,0 +1,190 @@
+"""What a PostgreSQL or a Redis server is to its clients: small interfaces, and external servers.
+
+Sentry's constructs (SentryRuntime, the migrations, the waits, the NetworkPolicies) depend
+on these interfaces only, never on the concrete classes. The in-cluster servers
+(`PostgresWithBackup`, `RedisBroker`) implement them, and so do the external ones here: a
+managed PostgreSQL (RDS, Cloud SQL, ...) or Redis (ElastiCache, Memorystore, ...) that the
+stack only connects to. Like `aws-ecs-patterns` taking a queue or creating one.
+
+An endpoint tells a client:
+- where: `host`, `port` (and `database`/`user`, or `db` for Redis);
+- how to authenticate and connect: `client_env()`, the variables of the standard clients
+  (libpq's PG*, redis-cli's REDISCLI_AUTH), passwords always by secretKeyRef, and
+  `client_mounts()` (a CA certificate for `sslmode: verify-full`);
+- which client image matches the server (`client_image`: psql, pg_isready, pg_dump);
+- where the NetworkPolicies must let clients go (`network`: the server's pods, or its CIDRs).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import cdk8s_plus_27 as kplus
+
+from constructs import Construct
+from constructs.naming import Component
+from constructs.secrets_store import POSTGRES_PASSWORD, REDIS_PASSWORD
+from constructs.workload import plain_env, secret_env
+
+POSTGRES_CA_MOUNT = "/etc/sentry-k8s/postgres-ca"
+
+
+@dataclass(frozen=True)
+class NetworkTarget:
+    """Where clients connect: the server's own pods in this namespace (which then get an
+    ingress policy too), or addresses outside the cluster."""
+
+    port: int
+    pods: Component | None = None
+    cidrs: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class PostgresEndpoint(Protocol):
+    """A PostgreSQL server as its clients see it."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    client_image: str
+    """An image whose psql/pg_isready/pg_dump match the server's major version (or newer)."""
+    can_dump_roles: bool
+    """Whether `user` may read every role's attributes (pg_dumpall --globals-only): a
+    superuser of an in-cluster server, but not the owner role of a managed one."""
+    network: NetworkTarget
+
+    def client_env(
+        self, database: str | None = None, secret: kplus.ISecret | None = None
+    ) -> dict[str, kplus.EnvValue]: ...
+
+    def client_mounts(self, scope: Construct) -> list[kplus.VolumeMount]: ...
+
+
+@runtime_checkable
+class RedisEndpoint(Protocol):
+    """A Redis server as its clients see it."""
+
+    host: str
+    port: int
+    db: int
+    client_image: str
+    """An image with redis-cli."""
+    network: NetworkTarget
+
+    def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]: ...
+
+
+def host_cidrs(host: str, cidrs: Sequence[str]) -> tuple[str, ...]:
+    """The configured CIDRs, plus the host's own /32 (/128) when it is an IP address."""
+    found = list(cidrs)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return tuple(found)
+    own = str(ipaddress.ip_network(f"{address}/{address.max_prefixlen}"))
+    return tuple(found if own in found else [*found, own])
+
+
+@dataclass(frozen=True)
+class CaCertificate:
+    """A CA certificate kept in a Secret or a ConfigMap of the namespace."""
+
+    key: str
+    secret: str | None = None
+    config_map: str | None = None
+
+
+class ExternalPostgres(Construct):
+    """A PostgreSQL server outside the cluster. It emits nothing: it only tells clients
+    how to reach it (libpq variables, TLS settings, the CA certificate's mount)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        host: str,
+        port: int,
+        database: str,
+        user: str,
+        secret: kplus.ISecret,
+        client_image: str,
+        sslmode: str = "require",
+        ca: CaCertificate | None = None,
+        cidrs: Sequence[str] = (),
+        can_dump_roles: bool = False,
+    ) -> None:
+        super().__init__(scope, id)
+        self.host, self.port, self.database, self.user = host, port, database, user
+        self.client_image = client_image
+        self.can_dump_roles = can_dump_roles
+        self.secret = secret
+        self.sslmode = sslmode
+        self.ca = ca
+        self.network = NetworkTarget(port=port, cidrs=host_cidrs(host, cidrs))
+        # One CA volume per pod (scope), however many of its containers mount it.
+        self._mounts: dict[int, tuple[Construct, list[kplus.VolumeMount]]] = {}
+
+    def client_env(self, database: str | None = None, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
+        values = {
+            "PGHOST": self.host,
+            "PGPORT": str(self.port),
+            "PGUSER": self.user,
+            "PGDATABASE": database or self.database,
+            # libpq reads these itself, in psql and pg_dump as in Sentry's psycopg2.
+            "PGSSLMODE": self.sslmode,
+        }
+        if self.ca is not None:
+            values["PGSSLROOTCERT"] = f"{POSTGRES_CA_MOUNT}/{self.ca.key}"
+        return {**plain_env(values), "PGPASSWORD": secret_env(secret or self.secret, POSTGRES_PASSWORD.key)}
+
+    def client_mounts(self, scope: Construct) -> list[kplus.VolumeMount]:
+        if self.ca is None:
+            return []
+        if id(scope) not in self._mounts:
+            self._mounts[id(scope)] = (scope, self._ca_mounts(scope))
+        return self._mounts[id(scope)][1]
+
+    def _ca_mounts(self, scope: Construct) -> list[kplus.VolumeMount]:
+        assert self.ca is not None
+        if self.ca.secret:
+            source = kplus.Secret.from_secret_name(scope, "postgres-ca-secret", self.ca.secret)
+            volume = kplus.Volume.from_secret(scope, "postgres-ca", source, name="postgres-ca")
+        else:
+            assert self.ca.config_map
+            config_map = kplus.ConfigMap.from_config_map_name(scope, "postgres-ca-config-map", self.ca.config_map)
+            volume = kplus.Volume.from_config_map(scope, "postgres-ca", config_map, name="postgres-ca")
+        return [kplus.VolumeMount(path=POSTGRES_CA_MOUNT, volume=volume, read_only=True)]
+
+
+class ExternalRedis(Construct):
+    """A Redis server outside the cluster; emits nothing. Sentry 9.1.2 cannot use TLS to
+    Redis (see the README), so the connection is plain TCP with the password."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        host: str,
+        port: int,
+        db: int,
+        secret: kplus.ISecret,
+        client_image: str,
+        cidrs: Sequence[str] = (),
+    ) -> None:
+        super().__init__(scope, id)
+        self.host, self.port, self.db = host, port, db
+        self.client_image = client_image
+        self.secret = secret
+        self.network = NetworkTarget(port=port, cidrs=host_cidrs(host, cidrs))
+
+    def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
+        return {
+            **plain_env({"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}),
+            "REDISCLI_AUTH": secret_env(secret or self.secret, REDIS_PASSWORD.key),
+        }

@@ -1,0 +1,217 @@
+"""External PostgreSQL and Redis: the stack runs neither, and every client reaches the
+configured servers, over TLS as configured, through NetworkPolicies that allow exactly them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TEST_SECRETS, Dist, all_containers, find_container, manifest_env, pod_specs, synth
+from tests.servers import PostgresServer
+
+PG_HOST = "sentry.abc123.eu-central-1.rds.amazonaws.com"
+EXTERNAL = f"""
+postgres:
+  image: postgres:15.8
+  external:
+    host: {PG_HOST}
+    sslmode: verify-full
+    ca: {{secret: rds-ca, key: global-bundle.pem}}
+    cidrs: [10.0.8.0/24]
+redis:
+  external: {{host: 10.0.9.15, port: 6380, db: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def external(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    code, dist = synth(tmp_path_factory.mktemp("external"), EXTERNAL)
+    assert code == 0
+    return dist
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", "<secret>") for e in container.get("env", [])}
+
+
+def test_no_database_or_broker_runs_in_the_cluster(external: Dist) -> None:
+    assert not external.of_kind("StatefulSet")
+    components = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in external.objects}
+    assert not components & {"postgresql", "redis"}
+
+
+def test_every_client_uses_the_external_servers(external: Dist) -> None:
+    checked = 0
+    for obj in external.objects:
+        for container in all_containers(obj):
+            env = _env(container)
+            if "PGHOST" in env:
+                assert env["PGHOST"] == PG_HOST and env["PGPORT"] == "5432", container["name"]
+                assert container["image"] == "postgres:15.8", "the client image follows postgres.image"
+                checked += 1
+            if "SENTRY_POSTGRES_HOST" in env:
+                assert env["SENTRY_POSTGRES_HOST"] == PG_HOST
+                assert (env["SENTRY_REDIS_HOST"], env["SENTRY_REDIS_PORT"], env["SENTRY_REDIS_DB"]) == (
+                    "10.0.9.15",
+                    "6380",
+                    "2",
+                )
+                checked += 1
+            if "REDIS_HOST" in env:
+                assert (env["REDIS_HOST"], env["REDIS_PORT"]) == ("10.0.9.15", "6380")
+                checked += 1
+    assert checked >= 9  # waits, migrations, mark, and the five Sentry containers at least
+
+
+def test_every_postgres_client_verifies_the_server_with_the_mounted_ca(external: Dist) -> None:
+    for obj in external.objects:
+        for spec in pod_specs(obj):
+            volumes = {v["name"]: v for v in spec.get("volumes", [])}
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                env = _env(container)
+                if "PGHOST" not in env and "SENTRY_POSTGRES_HOST" not in env:
+                    continue
+                assert env["PGSSLMODE"] == "verify-full", container["name"]
+                cert = Path(env["PGSSLROOTCERT"])
+                (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == cert.parent]
+                assert mount["readOnly"] is True
+                source = volumes[mount["name"]]["secret"]
+                assert source["secretName"] == "rds-ca"
+                # The file the client reads is the key the Secret holds (no items remap it).
+                assert cert.name == "global-bundle.pem" and "items" not in source
+
+
+def test_network_policies_allow_exactly_the_external_addresses(external: Dist) -> None:
+    web = external.get("NetworkPolicy", "sentry-web")
+    blocks = {
+        (peer["ipBlock"]["cidr"], port["port"])
+        for rule in web["spec"]["egress"]
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+        for port in rule["ports"]
+    }
+    assert ("10.0.8.0/24", 5432) in blocks and ("10.0.9.15/32", 6380) in blocks
+    # The addresses were named on purpose: no private range is carved out of them.
+    for rule in web["spec"]["egress"]:
+        for peer in rule.get("to", []):
+            if peer.get("ipBlock", {}).get("cidr") in {"10.0.8.0/24", "10.0.9.15/32"}:
+                assert "except" not in peer["ipBlock"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            "postgres:\n  external: {host: db.example.com, cidrs: [10.0.0.0/24]}\n",
+            "sslmode verify-full needs ca",
+        ),
+        ("redis:\n  external: {host: redis.example.com}\n", "redis.external.cidrs is required"),
+        ("postgres:\n  external: {host: db.example.com, sslmode: require}\n", "postgres.external.cidrs is required"),
+        (
+            "postgres:\n  external:\n    host: 10.1.2.3\n    sslmode: verify-ca\n    ca: {secret: a, config_map: b}\n",
+            "exactly one of secret or config_map",
+        ),
+    ],
+)
+def test_incomplete_external_settings_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], values: str, message: str
+) -> None:
+    code, _ = synth(tmp_path, values)
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_external_passwords_are_never_invented(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secrets = {k: v for k, v in TEST_SECRETS.items() if k != "postgres-password"}
+    code, _ = synth(tmp_path, EXTERNAL, secrets=secrets)
+    assert code == 2
+    assert "secret 'postgres-password'" in capsys.readouterr().err
+    assert not (tmp_path / "secrets.yaml").exists() or "postgres-password" not in yaml.safe_load(
+        (tmp_path / "secrets.yaml").read_text()
+    )
+
+
+# --- TLS against a real server ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresServer, Path]]:
+    """A PostgreSQL server with a certificate for 127.0.0.1 from a throwaway CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    certs = Path(tmp_path_factory.mktemp("certs"))
+    run = lambda *a: subprocess.run(a, cwd=certs, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+        "-out", "server.csr")  # fmt: skip
+    (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
+    # Readable by the `postgres` account, which pytest's private tmp folders are not.
+    server_dir = Path(tempfile.mkdtemp(prefix="sentry-k8s-tls-"))
+    for name in ("server.crt", "server.key"):
+        shutil.copy(certs / name, server_dir / name)
+        (server_dir / name).chmod(0o600)
+        if os.geteuid() == 0:
+            shutil.chown(server_dir / name, "postgres", "postgres")
+    server_dir.chmod(0o755)
+    settings = {
+        "ssl": "on",
+        "ssl_cert_file": f"'{server_dir / 'server.crt'}'",
+        "ssl_key_file": f"'{server_dir / 'server.key'}'",
+    }
+    with PostgresServer(superuser="sentry", password=TEST_SECRETS["postgres-password"], settings=settings) as pg:
+        pg.psql("CREATE DATABASE sentry")
+        yield pg, certs
+    shutil.rmtree(server_dir, ignore_errors=True)
+
+
+def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    (job,) = dist.of_kind("Job")
+    container = find_container(job, name)
+    env = manifest_env(
+        container,
+        PGHOST="127.0.0.1",
+        PGPORT=str(server.port),
+        PATH=server.path(),
+        PGSSLROOTCERT=str(ca),
+        SENTRY_ADMIN_PENDING_FILE=str(tmp_path / "pending"),
+        WAIT_TIMEOUT_SECONDS="2",
+        WAIT_INTERVAL_SECONDS="1",
+    )
+    assert env["PGSSLMODE"] == "verify-full"
+    return subprocess.run(container["command"], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_clients_connect_with_verify_full_to_a_server_signed_by_the_ca(
+    external: Dist, tls_server: tuple[PostgresServer, Path], tmp_path: Path
+) -> None:
+    server, certs = tls_server
+    for step in ("wait-for-postgres", "admin-bootstrap-check", "mark-migrated"):
+        result = _run_step(external, step, server, certs / "ca.crt", tmp_path)
+        assert result.returncode == 0, f"{step}: {result.stdout}{result.stderr}"
+    # (That TLS is really in use shows in the next test: another CA makes them fail.)
+
+
+def test_clients_refuse_a_server_their_ca_did_not_sign(
+    external: Dist, tls_server: tuple[PostgresServer, Path], tmp_path: Path
+) -> None:
+    server, _ = tls_server
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other-ca",
+         "-keyout", "other.key", "-out", "other.crt"],
+        cwd=other, check=True, capture_output=True,
+    )  # fmt: skip
+    result = _run_step(external, "admin-bootstrap-check", server, other / "other.crt", tmp_path)
+    assert result.returncode != 0
+    assert "certificate verify failed" in result.stderr
