@@ -129,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     staging.chmod(0o755)  # mkdtemp makes it private; dist/ holds no secret-only files
     try:
         app = cdk8s.App(outdir=str(staging))
-        SentryStack(app, config, resolved.values)
+        try:
+            SentryStack(app, config, resolved.values)
+        except ConfigError as exc:  # a combination of settings only the constructs can see
+            shutil.rmtree(staging, ignore_errors=True)
+            return _refuse(f"{args.config}: {exc}", outdir)
         app.synth()
         problem = _check_output(config, staging, outdir, args.allow_apply_conflicts)
         if problem:

@@ -96,13 +96,31 @@ def pod_requests(spec: dict) -> Requests:
     )
 
 
-def surge_pods(obj: dict) -> int:
+def replicas_of(obj: dict, autoscaled: dict[str, int]) -> int:
+    """Pods of a workload at most: its replicas, or its autoscaler's maximum."""
+    if obj["kind"] not in {"Deployment", "StatefulSet"}:
+        return 1
+    if obj["metadata"]["name"] in autoscaled and obj["kind"] == "Deployment":
+        return autoscaled[obj["metadata"]["name"]]
+    return obj["spec"].get("replicas", 1)
+
+
+def autoscaler_maxima(objects: Iterable[dict]) -> dict[str, int]:
+    """maxReplicas of each Deployment that a HorizontalPodAutoscaler scales."""
+    return {
+        o["spec"]["scaleTargetRef"]["name"]: o["spec"]["maxReplicas"]
+        for o in objects
+        if o["kind"] == "HorizontalPodAutoscaler" and o["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    }
+
+
+def surge_pods(obj: dict, replicas: int | None = None) -> int:
     """Extra pods a Deployment's rolling update adds on top of its replicas (maxSurge)."""
     strategy = obj["spec"].get("strategy", {})
     if obj["kind"] != "Deployment" or strategy.get("type", "RollingUpdate") != "RollingUpdate":
         return 0
     surge = strategy.get("rollingUpdate", {}).get("maxSurge", "25%")
-    replicas = obj["spec"].get("replicas", 1)
+    replicas = replicas if replicas is not None else obj["spec"].get("replicas", 1)
     if isinstance(surge, str) and surge.endswith("%"):
         return math.ceil(replicas * int(surge[:-1]) / 100)
     return int(surge)
@@ -117,14 +135,16 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 def stack_requests(objects: Iterable[dict], surge: bool = True) -> Requests:
     """Requests of every pod that can exist at once: all replicas, one run of each Job and
     CronJob, and (with `surge`, an upgrade) every rolling Deployment's surge pods too."""
+    objects = list(objects)
+    autoscaled = autoscaler_maxima(objects)
     total = Requests(0, 0)
     for obj in objects:
         if obj["metadata"].get("labels", {}).get(COMPONENT_LABEL) in RUNS_WITH_SENTRY_STOPPED:
             continue
         for spec in pod_specs(obj):
-            replicas = obj["spec"].get("replicas", 1) if obj["kind"] in {"Deployment", "StatefulSet"} else 1
+            replicas = replicas_of(obj, autoscaled)
             if surge:
-                replicas += surge_pods(obj)
+                replicas += surge_pods(obj, replicas)
             total += pod_requests(spec).times(replicas)
     return total
 
@@ -179,13 +199,14 @@ def capacity_table(config: StackConfig, objects: list[dict]) -> str:
     """The README's capacity table: every pod at the upgrade peak, and how the sum fits the
     configured target with and without the CNI's own pod."""
     lines = ["| pods (component) | at the upgrade peak | requests each | total |", "| --- | --- | --- | --- |"]
+    autoscaled = autoscaler_maxima(objects)
     for obj in objects:
         component = obj["metadata"].get("labels", {}).get(COMPONENT_LABEL, obj["metadata"]["name"])
         if component in RUNS_WITH_SENTRY_STOPPED:
             continue
         for spec in pod_specs(obj):
-            replicas = obj["spec"].get("replicas", 1) if obj["kind"] in {"Deployment", "StatefulSet"} else 1
-            surge = surge_pods(obj)
+            replicas = replicas_of(obj, autoscaled)
+            surge = surge_pods(obj, replicas)
             pod = pod_requests(spec)
             total = pod.times(replicas + surge)
             count = f"{replicas}" + (f" + {surge} surge" if surge else "")

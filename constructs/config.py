@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from constructs.quantities import CPU_FORMAT, MEMORY_FORMAT, parse_cpu, parse_memory
@@ -62,6 +63,30 @@ def _url_origin(value: str) -> str:
             f"{value!r} is not a public URL: use http:// or https://, a host and an optional "
             "port, with no path and no trailing slash (e.g. https://sentry.example.com)"
         )
+    return value
+
+
+def _python_settings(value: str) -> str:
+    """Extra sentry.conf.py lines: ASCII (Python 2 rejects other bytes without a coding line)
+    and valid syntax, so a typo fails the synth instead of every Sentry pod's start."""
+    if not value.isascii():
+        raise ValueError("must be ASCII: Python 2.7 rejects other characters in a file without a coding line")
+    try:
+        compile(value, "sentry.conf_py_extra", "exec")
+    except SyntaxError as exc:
+        raise ValueError(f"is not valid Python: line {exc.lineno}: {exc.msg}") from None
+    return value
+
+
+def _yaml_mapping(value: str) -> str:
+    if not value.strip():
+        return value
+    try:
+        data = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"must be a YAML mapping of option names to values, not {type(data).__name__}")
     return value
 
 
@@ -291,6 +316,118 @@ class BackupConfig(Model):
         return self
 
 
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_AFFINITY_KEYS = {"nodeAffinity", "podAffinity", "podAntiAffinity"}
+_SPREAD_KEYS = {
+    "maxSkew",
+    "topologyKey",
+    "whenUnsatisfiable",
+    "labelSelector",
+    "minDomains",
+    "nodeAffinityPolicy",
+    "nodeTaintsPolicy",
+    "matchLabelKeys",
+}
+_SPREAD_REQUIRED = {"maxSkew", "topologyKey", "whenUnsatisfiable"}
+_OWN_LABEL_PREFIX = "app.kubernetes.io/"
+
+
+def _keys_within(items: list[dict[str, Any]], allowed: set[str], what: str, required: set[str] = frozenset()) -> None:
+    for index, item in enumerate(items):
+        unknown = sorted(set(item) - allowed)
+        missing = sorted(required - set(item))
+        if unknown or missing:
+            problem = f"unknown keys {unknown}" if unknown else f"missing {missing}"
+            raise ValueError(f"{what}[{index}]: {problem} (allowed: {', '.join(sorted(allowed))})")
+
+
+class PodSettings(Model):
+    """Where and how pods are placed, and what they carry. Top-level `pods` is the default for
+    every pod of the stack; `pods` under a workload (sentry.web, postgres, ...) replaces a key
+    of it for that workload. Unset (null) keys inherit."""
+
+    node_selector: dict[str, str] | None = Field(
+        default=None, description="Node labels the pods must run on.", examples=[{"workload": "sentry"}]
+    )
+    tolerations: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Tolerations, as in a pod spec (key, operator, value, effect, tolerationSeconds).",
+        examples=[[{"key": "dedicated", "operator": "Equal", "value": "sentry", "effect": "NoSchedule"}]],
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="Affinity, as in a pod spec (nodeAffinity, podAffinity, podAntiAffinity).",
+        examples=[
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}
+                        ]
+                    }
+                }
+            }
+        ],
+    )
+    topology_spread_constraints: list[dict[str, Any]] | None = Field(
+        default=None,
+        examples=[[{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}]],
+        description="As in a pod spec; the labelSelector defaults to the workload's own pods. Null: web "
+        "and worker spread softly across nodes and zones, other pods are not spread; [] spreads none.",
+    )
+    priority_class_name: KubeName | None = Field(default=None, description="PriorityClass of the pods.")
+    annotations: dict[str, str] | None = Field(
+        default=None, description="Extra pod annotations.", examples=[{"example.com/team": "observability"}]
+    )
+    labels: dict[str, str] | None = Field(
+        default=None,
+        description="Extra pod labels (not app.kubernetes.io/*, which select the pods).",
+        examples=[{"cost-center": "ops"}],
+    )
+    image_pull_secrets: list[KubeName] | None = Field(
+        default=None, description="Secrets for pulling images from a private registry.", examples=[["regcred"]]
+    )
+
+    @model_validator(mode="after")
+    def _pod_spec_shapes(self) -> PodSettings:
+        _keys_within(self.tolerations or [], _TOLERATION_KEYS, "tolerations")
+        _keys_within([self.affinity] if self.affinity else [], _AFFINITY_KEYS, "affinity")
+        _keys_within(
+            self.topology_spread_constraints or [], _SPREAD_KEYS, "topology_spread_constraints", _SPREAD_REQUIRED
+        )
+        own = sorted(k for k in (self.labels or {}) if k.startswith(_OWN_LABEL_PREFIX))
+        if own:
+            raise ValueError(f"labels {own}: app.kubernetes.io/* labels are the stack's own (its selectors use them)")
+        return self
+
+    def over(self, default: PodSettings) -> PodSettings:
+        """These settings, with every unset key taken from `default`."""
+        return PodSettings.model_validate(
+            {
+                name: getattr(self, name) if getattr(self, name) is not None else getattr(default, name)
+                for name in PodSettings.model_fields
+            }
+        )
+
+
+class Autoscaling(Model):
+    """A HorizontalPodAutoscaler on CPU. With it, the Deployment leaves `replicas` to the
+    autoscaler, so `kubectl apply` never fights it (README: Autoscaling)."""
+
+    enabled: bool = Field(default=False, description="Scale on CPU between min_replicas and max_replicas.")
+    min_replicas: int = Field(
+        default=2, ge=2, le=50, description="At least 2, so a rollout or a node drain never leaves none ready."
+    )
+    max_replicas: int = Field(default=6, ge=2, le=100, description="Upper bound.")
+    target_cpu_percent: int = Field(default=75, ge=10, le=100, description="Average CPU use, in % of requests.")
+
+    @model_validator(mode="after")
+    def _max_above_min(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas {self.max_replicas} is below min_replicas {self.min_replicas}")
+        return self
+
+
 _SSLMODES = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
@@ -359,6 +496,7 @@ class PostgresConfig(Model):
     )
     storage: Storage = Field(default_factory=lambda: Storage(size="8Gi"))
     resources: Resources = Field(default_factory=lambda: resources("100m", "256Mi", "500m", "512Mi"))
+    pods: PodSettings = Field(default_factory=PodSettings, description="The PostgreSQL pod's own pod settings.")
     backup: BackupConfig = Field(default_factory=BackupConfig)
 
 
@@ -385,6 +523,7 @@ class RedisConfig(Model):
     external: ExternalRedisConfig = Field(default_factory=ExternalRedisConfig)
     storage: Storage = Field(default_factory=lambda: Storage(size="1Gi"), description="AOF volume.")
     resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "250m", "256Mi"))
+    pods: PodSettings = Field(default_factory=PodSettings)
 
 
 class Ingress(Model):
@@ -394,6 +533,7 @@ class Ingress(Model):
     )
     class_name: KubeName | None = Field(default=None, description="IngressClass; null uses the default.")
     tls_secret: KubeName | None = Field(default=None, description="TLS Secret name; null serves plain HTTP.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the Ingress.")
 
 
 class WebConfig(Model):
@@ -401,7 +541,10 @@ class WebConfig(Model):
     resources: Resources = Field(default_factory=lambda: resources("100m", "400Mi", "600m", "3Gi"))
     service_type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = Field(default="NodePort")
     node_port: int = Field(default=30000, ge=30000, le=32767, description="NodePort of the web Service.")
+    service_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the web Service.")
     ingress: Ingress = Field(default_factory=Ingress)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    pods: PodSettings = Field(default_factory=PodSettings)
 
 
 class WorkerConfig(Model):
@@ -411,12 +554,15 @@ class WorkerConfig(Model):
     termination_grace_seconds: int = Field(
         default=300, ge=30, description="Time a stopping worker gets to finish its running tasks."
     )
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    pods: PodSettings = Field(default_factory=PodSettings)
 
 
 class CronConfig(Model):
     # 50m: the seed measured 2m in use; with 100m the upgrade peak would not fit a minikube
     # that runs Calico (README: Capacity).
     resources: Resources = Field(default_factory=lambda: resources("50m", "150Mi", "250m", "250Mi"))
+    pods: PodSettings = Field(default_factory=PodSettings)
 
 
 class MigrationsConfig(Model):
@@ -428,6 +574,7 @@ class MigrationsConfig(Model):
     )
     backoff_limit: int = Field(default=3, ge=0, le=10)
     active_deadline_seconds: int = Field(default=3600, ge=300)
+    pods: PodSettings = Field(default_factory=PodSettings)
 
 
 class CleanupConfig(Model):
@@ -476,6 +623,75 @@ class GitlabConfig(Model):
         return self
 
 
+_BUCKET = r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"
+
+
+class S3Filestore(Model):
+    """Sentry's `s3` filestore (boto3, in the stock image). Objects are written private."""
+
+    bucket: Annotated[str, Field(pattern=rf"^$|{_BUCKET}")] = Field(default="", description="Bucket name.")
+    region: str = Field(default="", description="Bucket region; empty uses the endpoint's default.")
+    endpoint_url: Annotated[str, Field(pattern=r"^$|^https?://[^\s/]+(/[^\s]*)?$")] = Field(
+        default="", description="Endpoint of an S3-compatible store (MinIO, Ceph); empty for AWS."
+    )
+    access_key_id: str = Field(
+        default="",
+        description="Access key id (not secret; the secret key is `filestore-s3-secret-access-key` in the "
+        "Secret); empty uses the pod's own identity (IAM role for service accounts).",
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="path for most S3-compatible stores (MinIO)."
+    )
+
+
+class GcsFilestore(Model):
+    """Sentry's `gcs` filestore. Its library (google-cloud-storage) is not in the stock image:
+    the stack uses the project's image (images/sentry-auth), which installs it."""
+
+    bucket: Annotated[str, Field(pattern=rf"^$|{_BUCKET}")] = Field(default="", description="Bucket name.")
+    project_id: str = Field(default="", description="Google Cloud project; empty takes it from the credentials.")
+    key_file: bool = Field(
+        default=True,
+        description="Read a service account key (`gcs-credentials` in the Secret); false uses the pod's "
+        "own identity (GKE Workload Identity).",
+    )
+
+
+class FilestoreConfig(Storage):
+    """Where Sentry keeps release files, source maps and debug files."""
+
+    backend: Literal["filesystem", "s3", "gcs"] = Field(
+        default="filesystem",
+        description="filesystem: a PersistentVolumeClaim (size, storage_class, access_mode); s3 or gcs: a "
+        "bucket, and no claim.",
+    )
+    s3: S3Filestore = Field(default_factory=S3Filestore)
+    gcs: GcsFilestore = Field(default_factory=GcsFilestore)
+
+    @model_validator(mode="after")
+    def _bucket_for_object_stores(self) -> FilestoreConfig:
+        if self.backend in ("s3", "gcs") and not getattr(self, self.backend).bucket:
+            raise ValueError(f"{self.backend}.bucket is required with backend {self.backend}")
+        return self
+
+
+class MetricsConfig(Model):
+    """Sentry's statsd metrics, exported for Prometheus by a statsd exporter."""
+
+    enabled: bool = Field(
+        default=False, description="Run a Prometheus statsd exporter and send Sentry's metrics to it."
+    )
+    image: Image = Field(default="prom/statsd-exporter:v0.26.1", description="The exporter's image.")
+    resources: Resources = Field(default_factory=lambda: resources("10m", "32Mi", "100m", "128Mi"))
+    service_monitor: bool = Field(
+        default=False, description="Also emit a ServiceMonitor (needs the Prometheus Operator's CRDs)."
+    )
+    service_monitor_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels your Prometheus selects ServiceMonitors by (e.g. release)."
+    )
+    scrape_interval_seconds: int = Field(default=30, ge=5, le=600, description="The ServiceMonitor's interval.")
+
+
 class SentryConfig(Model):
     image: Image = Field(default="sentry:9.1.2", description="Stock Sentry image.")
     auth_image: Image = Field(
@@ -503,16 +719,36 @@ class SentryConfig(Model):
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     cron: CronConfig = Field(default_factory=CronConfig)
     migrations: MigrationsConfig = Field(default_factory=MigrationsConfig)
-    filestore: Storage = Field(default_factory=lambda: Storage(size="10Gi"))
+    filestore: FilestoreConfig = Field(default_factory=lambda: FilestoreConfig(size="10Gi"))
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     github: GithubConfig = Field(default_factory=GithubConfig)
     gitlab: GitlabConfig = Field(default_factory=GitlabConfig)
+    extra_env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+        default_factory=dict,
+        description="Extra environment variables of every Sentry container (not for secrets: they are "
+        "plain values in the manifest). A name the stack sets itself is refused.",
+        examples=[{"SENTRY_WEB_WORKERS": "4"}],
+    )
+    conf_py_extra: Annotated[str, AfterValidator(_python_settings)] = Field(
+        default="",
+        description="Python appended to sentry.conf.py, after the project's own settings (it runs under "
+        "Python 2.7: ASCII only; it must also compile as Python 3, which the synth checks).",
+        examples=["SENTRY_FEATURES['auth:register'] = False\n"],
+    )
+    config_yml_extra: Annotated[str, AfterValidator(_yaml_mapping)] = Field(
+        default="",
+        description="Options (a YAML mapping) appended to config.yml, which Sentry reads after sentry.conf.py.",
+        examples=["system.admin-email: ops@example.com\n"],
+    )
+
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @property
     def effective_image(self) -> str:
-        """The stock image cannot log in with GitHub/GitLab; the plugin image can."""
-        if self.github.login_enabled or self.gitlab.login_enabled:
+        """The stock image cannot log in with GitHub/GitLab, nor use the gcs filestore; the
+        project's image (plugins and google-cloud-storage) can."""
+        if self.github.login_enabled or self.gitlab.login_enabled or self.filestore.backend == "gcs":
             return self.auth_image
         return self.image
 
@@ -611,7 +847,22 @@ class StackConfig(Model):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     sentry: SentryConfig = Field(default_factory=SentryConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    pods: PodSettings = Field(
+        default_factory=PodSettings,
+        description="Pod settings of every pod, unless a workload's own `pods` says otherwise.",
+    )
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+
+    @model_validator(mode="after")
+    def _shared_filestore_on_several_nodes(self) -> StackConfig:
+        files = self.sentry.filestore
+        if files.backend == "filesystem" and self.capacity.target == "none" and files.access_mode != "ReadWriteMany":
+            raise ValueError(
+                "sentry.filestore: web and worker pods on several nodes all mount the filestore, so with "
+                f"backend filesystem its access_mode must be ReadWriteMany, not {files.access_mode} (or use "
+                "backend s3 or gcs; on a single node, say so with capacity.target: node)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _external_addresses_for_policies(self) -> StackConfig:

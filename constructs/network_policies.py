@@ -59,6 +59,10 @@ class NetworkPoliciesProps:
     """The pods copying dumps offsite (the backup), if enabled. Default: none."""
     offsite_port: int = 443
     """TCP port of the S3 endpoint. Default: 443."""
+    metrics: Component | None = None
+    """The statsd exporter, if metrics are on: Sentry pods send to it, Prometheus scrapes it."""
+    metrics_ports: tuple[int, int] = (9125, 9102)
+    """Its statsd (UDP) and metrics (TCP) ports."""
 
 
 def _peer(component: Component) -> k8s.NetworkPolicyPeer:
@@ -130,11 +134,28 @@ class NetworkPolicies(Construct):
                     ports=[_tcp(p) for p in sorted(set(props.internet_ports))],
                 )
             ]
+        to_metrics = []
+        if props.metrics is not None:
+            statsd_port, metrics_port = props.metrics_ports
+            udp = k8s.NetworkPolicyPort(protocol="UDP", port=k8s.IntOrString.from_number(statsd_port))
+            to_metrics = [k8s.NetworkPolicyEgressRule(to=[_peer(props.metrics)], ports=[udp])]
+            # Prometheus may run anywhere (another namespace, the node): the metrics port is
+            # open to all, like web's; statsd only to the Sentry pods.
+            self._policy(
+                "metrics",
+                props.metrics.name,
+                props.metrics,
+                props.metrics.selector_labels,
+                ingress=[
+                    k8s.NetworkPolicyIngressRule(from_=[_peer(c) for c in props.sentry], ports=[udp]),
+                    k8s.NetworkPolicyIngressRule(ports=[_tcp(metrics_port)]),
+                ],
+            )
         for comp in props.sentry:
             ingress = None
             if comp == props.web:
                 ingress = [k8s.NetworkPolicyIngressRule(ports=[_tcp(props.web_port)])]
-            egress = to_databases + (internet if comp in props.internet else [])
+            egress = to_databases + to_metrics + (internet if comp in props.internet else [])
             self._policy(comp.component, comp.name, comp, comp.selector_labels, ingress=ingress, egress=egress)
 
         pg, redis = props.postgres, props.redis

@@ -2,15 +2,16 @@
 
 The workload constructs set what differs per image: the user and group each image
 runs as, a read-only root filesystem with emptyDir mounts where the process writes,
-no privilege escalation. `harden_workloads` then adds, to every pod template in a
-scope (Deployments, StatefulSets, Jobs, CronJobs; whoever wrote them):
+no privilege escalation. Each then calls `harden` on its workloads, which adds to the
+pod template (so a construct used on its own is hardened too):
 - seccompProfile RuntimeDefault on the pod (cdk8s-plus has no API for it);
 - `capabilities: {drop: [ALL]}` on every container and init container: none of the
   images needs one once it starts as its own user (only the images' root-to-user
   step, chown + gosu, needs CAP_CHOWN/SETUID/SETGID, and that step is skipped). A
   non-root process with no_new_privs holds no capability anyway; dropping ALL also
   empties the bounding set, so none can be regained;
-- the stack's own ServiceAccount, with no token mounted: no pod calls the API server;
+- the stack's own ServiceAccount (when given), with no token mounted: no pod calls the
+  API server;
 - the checkov skips that apply to the object, as `checkov.io/skipN` annotations whose
   reasons come from CHECKOV_SKIPS below (the README's table is generated from it).
 
@@ -43,7 +44,7 @@ POD_SECURITY_LABELS = {
     "pod-security.kubernetes.io/audit-version": "latest",
 }
 
-# What harden_workloads puts on every pod template. A Job's template is immutable, so
+# What harden puts on every pod template. A Job's template is immutable, so
 # the migration Job's name also hashes these (sentry_migrations.py): changing them
 # makes a new Job rather than a `kubectl apply` that fails on the old one.
 SECCOMP_PROFILE = {"type": "RuntimeDefault"}
@@ -185,42 +186,59 @@ def _pointer(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def harden_workloads(scope: Construct, service_account_name: str) -> None:
-    """Apply the shared hardening (module docstring) to every workload object under `scope`.
+WORKLOAD_TYPES = (kplus.Deployment, kplus.StatefulSet, kplus.Job, kplus.CronJob)
+HARDENED_ANNOTATION_PATH = "/metadata/labels"
 
-    Call it once per chart, after every construct was added: the patches are computed
-    from each object's synthesized form, so they cover every container it has.
-    """
-    # Filtering on the Python side saves a jsii round trip per construct in the tree.
-    workloads = (kplus.Deployment, kplus.StatefulSet, kplus.Job, kplus.CronJob)
-    for child in scope.node.find_all():
-        if not isinstance(child, workloads):
-            continue
-        api_object = cdk8s.ApiObject.of(child)
-        manifest = api_object.to_json()
-        path = pod_spec_path(manifest["kind"])
-        if path is None:
+
+def harden(
+    workload: kplus.Deployment | kplus.StatefulSet | kplus.Job | kplus.CronJob, service_account: str | None
+) -> None:
+    """Apply the shared hardening (module docstring) to one workload. Each construct calls
+    it on its own workloads, last (the patches are computed from the object's synthesized
+    form, so they cover every container it has), so a construct used alone is hardened too.
+    `service_account`: the pods' ServiceAccount; None keeps the namespace's default one
+    (with no token mounted either way)."""
+    api_object = cdk8s.ApiObject.of(workload)
+    manifest = api_object.to_json()
+    path = pod_spec_path(manifest["kind"])
+    assert path is not None, manifest["kind"]
+    spec = _pod_spec(manifest)
+    patches = [cdk8s.JsonPatch.add(f"{path}/automountServiceAccountToken", False)]
+    if service_account is not None:
+        patches.append(cdk8s.JsonPatch.add(f"{path}/serviceAccountName", service_account))
+    seccomp = dict(SECCOMP_PROFILE)
+    if "securityContext" in spec:
+        patches.append(cdk8s.JsonPatch.add(f"{path}/securityContext/seccompProfile", seccomp))
+    else:
+        patches.append(cdk8s.JsonPatch.add(f"{path}/securityContext", {"seccompProfile": seccomp}))
+    for key in ("initContainers", "containers"):
+        for index, container in enumerate(spec.get(key, [])):
+            drop = {"drop": list(CAPABILITIES["drop"])}
+            if "securityContext" in container:
+                patches.append(cdk8s.JsonPatch.add(f"{path}/{key}/{index}/securityContext/capabilities", drop))
+            else:
+                patches.append(cdk8s.JsonPatch.add(f"{path}/{key}/{index}/securityContext", {"capabilities": drop}))
+    skips = checkov_skip_annotations(manifest)
+    if skips and "annotations" in manifest["metadata"]:
+        patches += [cdk8s.JsonPatch.add(f"/metadata/annotations/{_pointer(k)}", v) for k, v in skips.items()]
+    elif skips:
+        patches.append(cdk8s.JsonPatch.add("/metadata/annotations", skips))
+    api_object.add_json_patch(*patches)
+
+
+def unhardened(manifests: list[dict]) -> list[str]:
+    """Workloads (as synthesized) that miss part of the hardening: the stack checks its
+    charts with this, so a construct that forgot to call `harden` fails the synth."""
+    missing = []
+    for manifest in manifests:
+        if pod_spec_path(manifest.get("kind", "")) is None:
             continue
         spec = _pod_spec(manifest)
-        patches = [
-            cdk8s.JsonPatch.add(f"{path}/serviceAccountName", service_account_name),
-            cdk8s.JsonPatch.add(f"{path}/automountServiceAccountToken", False),
-        ]
-        seccomp = dict(SECCOMP_PROFILE)
-        if "securityContext" in spec:
-            patches.append(cdk8s.JsonPatch.add(f"{path}/securityContext/seccompProfile", seccomp))
-        else:
-            patches.append(cdk8s.JsonPatch.add(f"{path}/securityContext", {"seccompProfile": seccomp}))
-        for key in ("initContainers", "containers"):
-            for index, container in enumerate(spec.get(key, [])):
-                drop = {"drop": list(CAPABILITIES["drop"])}
-                if "securityContext" in container:
-                    patches.append(cdk8s.JsonPatch.add(f"{path}/{key}/{index}/securityContext/capabilities", drop))
-                else:
-                    patches.append(cdk8s.JsonPatch.add(f"{path}/{key}/{index}/securityContext", {"capabilities": drop}))
-        skips = checkov_skip_annotations(manifest)
-        if skips and "annotations" in manifest["metadata"]:
-            patches += [cdk8s.JsonPatch.add(f"/metadata/annotations/{_pointer(k)}", v) for k, v in skips.items()]
-        elif skips:
-            patches.append(cdk8s.JsonPatch.add("/metadata/annotations", skips))
-        api_object.add_json_patch(*patches)
+        containers = spec.get("initContainers", []) + spec.get("containers", [])
+        if (
+            spec.get("securityContext", {}).get("seccompProfile") != SECCOMP_PROFILE
+            or spec.get("automountServiceAccountToken") is not False
+            or any(c.get("securityContext", {}).get("capabilities") != CAPABILITIES for c in containers)
+        ):
+            missing.append(f"{manifest['kind']} {manifest['metadata']['name']}")
+    return missing

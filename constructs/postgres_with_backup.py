@@ -11,14 +11,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import PostgresConfig
+from constructs.config import PodSettings, PostgresConfig
 from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
+from constructs.placement import apply_pod_settings
+from constructs.pod_security import harden
 from constructs.secrets_store import POSTGRES_PASSWORD, S3_SECRET_ACCESS_KEY
 from constructs.workload import (
     bash_command,
@@ -68,6 +70,12 @@ class PostgresWithBackupProps:
     """Secret holding `postgres-password`."""
     image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
     """Pull policy; default IfNotPresent."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata of the database pod. Default: none."""
+    backup_pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata of the backup pods. Default: none."""
+    service_account: str | None = None
+    """ServiceAccount of the pods. Default: the namespace's default (no token either way)."""
 
 
 class PostgresWithBackup(Construct):
@@ -98,6 +106,8 @@ class PostgresWithBackup(Construct):
         if cfg.backup.enabled:
             self.backup_claim = self._backup_claim()
             self.backup = self._backup_cronjob()
+            harden(self.backup, props.service_account)
+            apply_pod_settings(self.backup, props.backup_pods, props.backup_component)
 
     def client_env(self, database: str | None = None, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
         """libpq environment for a client of this server; the password comes from the Secret
@@ -168,6 +178,8 @@ class PostgresWithBackup(Construct):
             ],
         )
         select(sts, comp)
+        harden(sts, self.props.service_account)
+        apply_pod_settings(sts, self.props.pods, comp)
         return sts
 
     def _backup_claim(self) -> k8s.KubePersistentVolumeClaim:
@@ -268,6 +280,8 @@ class PostgresRestoreProps:
     """Names and labels of the restore Job."""
     secret: kplus.ISecret
     """Secret holding `postgres-password` (as seen from the restore's chart)."""
+    service_account: str | None = None
+    """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
 
 
 class PostgresRestore(Construct):
@@ -328,3 +342,4 @@ class PostgresRestore(Construct):
                 )
             ],
         )
+        harden(self.job, props.service_account)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import RedisConfig
+from constructs.config import PodSettings, RedisConfig
 from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
+from constructs.placement import apply_pod_settings
+from constructs.pod_security import harden
 from constructs.quantities import parse_memory
 from constructs.secrets_store import REDIS_PASSWORD
 from constructs.workload import (
@@ -57,6 +59,10 @@ class RedisBrokerProps:
     """Secret holding `redis-password`."""
     image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
     """Pull policy; default IfNotPresent so minikube can use a preloaded image."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata. Default: none."""
+    service_account: str | None = None
+    """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
 
 
 class RedisBroker(Construct):
@@ -127,6 +133,8 @@ class RedisBroker(Construct):
             ],
         )
         select(self.statefulset, comp)
+        harden(self.statefulset, props.service_account)
+        apply_pod_settings(self.statefulset, props.pods, comp)
 
     def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
         """What a redis-cli client of this server needs: host, port and the password

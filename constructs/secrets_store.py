@@ -53,6 +53,8 @@ GITHUB_WEBHOOK_SECRET = SecretKey("github-webhook-secret", "GitHub App webhook s
 GITLAB_APPLICATION_SECRET = SecretKey("gitlab-application-secret", "GitLab OAuth application secret")
 SMTP_PASSWORD = SecretKey("smtp-password", "SMTP password")
 S3_SECRET_ACCESS_KEY = SecretKey("s3-secret-access-key", "Secret key for the offsite backup bucket")
+FILESTORE_S3_SECRET_ACCESS_KEY = SecretKey("filestore-s3-secret-access-key", "Secret key for the s3 filestore")
+GCS_CREDENTIALS = SecretKey("gcs-credentials", "Google service account key (JSON) for the gcs filestore")
 
 ALL_KEYS: tuple[SecretKey, ...] = (
     POSTGRES_PASSWORD,
@@ -65,6 +67,8 @@ ALL_KEYS: tuple[SecretKey, ...] = (
     GITLAB_APPLICATION_SECRET,
     SMTP_PASSWORD,
     S3_SECRET_ACCESS_KEY,
+    FILESTORE_S3_SECRET_ACCESS_KEY,
+    GCS_CREDENTIALS,
 )
 
 
@@ -86,6 +90,11 @@ def required_keys(config: StackConfig) -> tuple[SecretKey, ...]:
         keys.append(SMTP_PASSWORD)
     if config.postgres.backup.enabled and config.postgres.backup.offsite.enabled:
         keys.append(S3_SECRET_ACCESS_KEY)
+    files = sentry.filestore
+    if files.backend == "s3" and files.s3.access_key_id:
+        keys.append(FILESTORE_S3_SECRET_ACCESS_KEY)
+    if files.backend == "gcs" and files.gcs.key_file:
+        keys.append(GCS_CREDENTIALS)
     return tuple(keys)
 
 

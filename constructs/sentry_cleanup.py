@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import CleanupConfig
+from constructs.config import CleanupConfig, PodSettings
 from constructs.naming import Component
+from constructs.placement import apply_pod_settings
+from constructs.pod_security import harden
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import cron, seconds
 
@@ -23,6 +25,8 @@ class SentryCleanupProps:
     """Names and labels of the CronJob."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata. Default: none."""
 
 
 class SentryCleanup(Construct):
@@ -50,3 +54,5 @@ class SentryCleanup(Construct):
                 )
             ],
         )
+        harden(self.cronjob, rt.props.service_account)
+        apply_pod_settings(self.cronjob, props.pods, comp)

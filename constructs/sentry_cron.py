@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import CronConfig
+from constructs.config import CronConfig, PodSettings
 from constructs.naming import Component
+from constructs.placement import apply_pod_settings
+from constructs.pod_security import harden
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import select
 
@@ -23,6 +25,8 @@ class SentryCronProps:
     """Names and labels of the cron objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata. Default: none."""
 
 
 class SentryCron(Construct):
@@ -51,3 +55,5 @@ class SentryCron(Construct):
             ],
         )
         select(self.deployment, comp)
+        harden(self.deployment, rt.props.service_account)
+        apply_pod_settings(self.deployment, props.pods, comp)

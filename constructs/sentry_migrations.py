@@ -13,23 +13,25 @@ Init containers run in order and each must succeed, so the record is written onl
 after every Sentry step succeeded.
 
 A Job's pod template is immutable, so the Job is named after its complete rendered
-pod template (`name_by_pod_template`, applied by the stack after every patch): any
+pod template (`name_by_pod_template`, applied after every other patch): any
 change to the template is a new Job (and new migrations), anything else keeps the
 name, and re-applying an unchanged dist/ leaves the finished Job alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import MigrationsConfig
+from constructs.config import MigrationsConfig, PodSettings
 from constructs.naming import Component
+from constructs.placement import apply_pod_settings
+from constructs.pod_security import harden
 from constructs.secrets_store import ADMIN_PASSWORD
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import bash_command, plain_env, seconds, secret_env
+from constructs.workload import bash_command, name_by_pod_template, plain_env, seconds, secret_env
 
 # The Job's scratch volume, where admin-bootstrap-check.sh leaves its decision.
 BOOTSTRAP_MOUNT = "/bootstrap"
@@ -50,6 +52,8 @@ class SentryMigrationsProps:
     """Email (login) of the superuser."""
     create_admin: bool = True
     """Create the superuser on the first successful run. Default: true."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata. Default: none."""
 
 
 class SentryMigrations(Construct):
@@ -107,3 +111,7 @@ class SentryMigrations(Construct):
                 )
             ],
         )
+        harden(self.job, rt.props.service_account)
+        apply_pod_settings(self.job, props.pods, comp)
+        # Last: the name hashes the Job's final pod template, hardening included.
+        self.name = name_by_pod_template(self.job, comp.name)

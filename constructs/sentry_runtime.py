@@ -26,6 +26,8 @@ from constructs.config import Resources, SentryConfig
 from constructs.endpoints import PostgresEndpoint, RedisEndpoint
 from constructs.naming import Component
 from constructs.secrets_store import (
+    FILESTORE_S3_SECRET_ACCESS_KEY,
+    GCS_CREDENTIALS,
     GITHUB_CLIENT_SECRET,
     GITHUB_PRIVATE_KEY,
     GITHUB_WEBHOOK_SECRET,
@@ -34,6 +36,7 @@ from constructs.secrets_store import (
     SENTRY_SECRET_KEY,
     SMTP_PASSWORD,
 )
+from constructs.values import ConfigError
 from constructs.workload import (
     WAIT_RESOURCES,
     claim,
@@ -68,6 +71,8 @@ CHECKSUM_ANNOTATION = "checksum/config"
 # The image's own init (its entrypoint runs every command under it): as PID 1 it forwards
 # SIGTERM to Sentry, so uWSGI and Celery shut down gracefully, and reaps zombies.
 TINI = ["/usr/bin/tini", "--"]
+GCS_KEY_MOUNT = "/var/run/secrets/google"
+GCS_KEY_FILE = "credentials.json"
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,10 @@ class SentryRuntimeProps:
     """The stack Secret (keys: see secrets_store.py)."""
     use_ssl: bool = False
     """Whether Sentry is served over TLS (Ingress with a TLS secret). Default: false."""
+    service_account: str | None = None
+    """ServiceAccount of every Sentry pod. Default: the namespace's default (no token either way)."""
+    statsd: tuple[str, int] | None = None
+    """Where Sentry sends its statsd metrics (host, UDP port). Default: nowhere."""
     trusted_proxy: bool = False
     """Whether every request reaches Sentry through a proxy that sets X-Forwarded-Host and
     X-Forwarded-For (an Ingress, with no NodePort or LoadBalancer beside it), so Sentry may
@@ -107,6 +116,11 @@ class SentryRuntime(Construct):
             "sentry.conf.py": (SENTRY_FILES_DIR / "sentry.conf.py").read_text(encoding="utf-8"),
             "config.yml": (SENTRY_FILES_DIR / "config.yml").read_text(encoding="utf-8"),
         }
+        # The user's own lines come last, so they override the project's settings.
+        if cfg.conf_py_extra.strip():
+            files["sentry.conf.py"] += f"\n# --- sentry.conf_py_extra, from the values file ---\n{cfg.conf_py_extra}"
+        if cfg.config_yml_extra.strip():
+            files["config.yml"] += f"\n# --- sentry.config_yml_extra, from the values file ---\n{cfg.config_yml_extra}"
         self.config_map = kplus.ConfigMap(
             self,
             "config",
@@ -115,7 +129,10 @@ class SentryRuntime(Construct):
         )
         self.checksum = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         comp = props.filestore_component
-        self.filestore_claim = claim(self, "filestore", comp.name, comp, cfg.filestore)
+        # With an object store there is nothing to mount: no claim.
+        self.filestore_claim = (
+            claim(self, "filestore", comp.name, comp, cfg.filestore) if cfg.filestore.backend == "filesystem" else None
+        )
 
     @property
     def migration_version(self) -> str:
@@ -134,7 +151,7 @@ class SentryRuntime(Construct):
             "SENTRY_REDIS_HOST": redis.host,
             "SENTRY_REDIS_PORT": str(redis.port),
             "SENTRY_REDIS_DB": str(redis.db),
-            "SENTRY_FILESTORE_DIR": FILESTORE_MOUNT,
+            **self._filestore_settings(),
             "SENTRY_SINGLE_ORGANIZATION": _bool(cfg.single_organization),
             "SENTRY_USE_SSL": _bool(self.props.use_ssl),
             "SENTRY_TRUSTED_PROXY": _bool(self.props.trusted_proxy),
@@ -142,6 +159,10 @@ class SentryRuntime(Construct):
         }
         if cfg.url_prefix:
             values["SENTRY_URL_PREFIX"] = cfg.url_prefix
+        if cfg.filestore.backend == "gcs" and cfg.filestore.gcs.key_file:
+            values["GOOGLE_APPLICATION_CREDENTIALS"] = f"{GCS_KEY_MOUNT}/{GCS_KEY_FILE}"
+        if self.props.statsd is not None:
+            values |= {"SENTRY_STATSD_HOST": self.props.statsd[0], "SENTRY_STATSD_PORT": str(self.props.statsd[1])}
         if cfg.smtp.host:
             values |= {
                 "SENTRY_EMAIL_HOST": cfg.smtp.host,
@@ -184,7 +205,31 @@ class SentryRuntime(Construct):
             env["GITHUB_APP_WEBHOOK_SECRET"] = secret_env(secret, GITHUB_WEBHOOK_SECRET.key)
         if cfg.gitlab.login_enabled:
             env["GITLAB_APP_SECRET"] = secret_env(secret, GITLAB_APPLICATION_SECRET.key)
-        return env
+        files = cfg.filestore
+        if files.backend == "s3" and files.s3.access_key_id:
+            env["SENTRY_S3_SECRET_ACCESS_KEY"] = secret_env(secret, FILESTORE_S3_SECRET_ACCESS_KEY.key)
+        clashes = sorted(set(cfg.extra_env) & set(env))
+        if clashes:
+            raise ConfigError(f"sentry.extra_env: {', '.join(clashes)} are set by the stack itself; choose other names")
+        return {**env, **plain_env(dict(cfg.extra_env))}
+
+    def _filestore_settings(self) -> dict[str, str]:
+        files = self.props.config.filestore
+        if files.backend == "filesystem":
+            return {"SENTRY_FILESTORE_BACKEND": "filesystem", "SENTRY_FILESTORE_DIR": FILESTORE_MOUNT}
+        if files.backend == "s3":
+            s3 = files.s3
+            named = {
+                "SENTRY_S3_BUCKET": s3.bucket,
+                "SENTRY_S3_REGION": s3.region,
+                "SENTRY_S3_ENDPOINT_URL": s3.endpoint_url,
+                "SENTRY_S3_ACCESS_KEY_ID": s3.access_key_id,
+                "SENTRY_S3_ADDRESSING_STYLE": s3.addressing_style if s3.addressing_style != "auto" else "",
+            }
+            return {"SENTRY_FILESTORE_BACKEND": "s3", **{k: v for k, v in named.items() if v}}
+        gcs = files.gcs
+        named = {"SENTRY_GCS_BUCKET": gcs.bucket, "SENTRY_GCS_PROJECT_ID": gcs.project_id}
+        return {"SENTRY_FILESTORE_BACKEND": "gcs", **{k: v for k, v in named.items() if v}}
 
     def pod_annotations(self) -> dict[str, str]:
         return {CHECKSUM_ANNOTATION: self.checksum}
@@ -250,7 +295,17 @@ class SentryRuntime(Construct):
             kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(scope, "tmp-volume", "tmp")),
             *self.props.postgres.client_mounts(scope),
         ]
-        if filestore:
+        files = self.props.config.filestore
+        if files.backend == "gcs" and files.gcs.key_file:
+            key = kplus.Volume.from_secret(
+                scope,
+                "gcs-key-volume",
+                self.props.secret,
+                name="gcs-key",
+                items={GCS_CREDENTIALS.key: kplus.PathMapping(path=GCS_KEY_FILE)},
+            )
+            mounts.append(kplus.VolumeMount(path=GCS_KEY_MOUNT, volume=key, read_only=True))
+        if filestore and self.filestore_claim is not None:
             claim = kplus.PersistentVolumeClaim.from_claim_name(scope, "filestore-claim", self.filestore_claim.name)
             volume = kplus.Volume.from_persistent_volume_claim(scope, "filestore-volume", claim, name="filestore")
             mounts.append(kplus.VolumeMount(path=FILESTORE_MOUNT, volume=volume))

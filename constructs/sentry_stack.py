@@ -31,8 +31,8 @@ from constructs.network_policies import NetworkPolicies, NetworkPoliciesProps
 from constructs.pod_security import (
     POD_SECURITY_LABELS,
     SERVICE_ACCOUNT_COMPONENT,
-    harden_workloads,
     service_account,
+    unhardened,
 )
 from constructs.postgres_with_backup import (
     PostgresRestore,
@@ -48,7 +48,8 @@ from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime, SentryRuntimeP
 from constructs.sentry_web import SentryWeb, SentryWebProps
 from constructs.sentry_worker import SentryWorker, SentryWorkerProps
 from constructs.stack_secrets import StackSecrets
-from constructs.workload import name_by_pod_template, pull_policy
+from constructs.statsd_exporter import METRICS_PORT, STATSD_PORT, StatsdExporter, StatsdExporterProps
+from constructs.workload import pull_policy
 
 
 class SentryStack:
@@ -76,6 +77,11 @@ class SentryStack:
 
         chart = cdk8s.Chart(app, "20-sentry", namespace=config.namespace, disable_resource_name_hashes=True)
         self.chart = chart
+        # One ServiceAccount for every pod, with no RBAC binding and no token: no pod
+        # calls the API server. each construct puts it, seccomp and dropped
+        # capabilities on every pod template (see pod_security.py).
+        self.service_account = service_account(chart, names.sentry(SERVICE_ACCOUNT_COMPONENT))
+        account = self.service_account.name
         # With existing_secret nothing is emitted above: workloads reference the user's Secret by name.
         secret = kplus.Secret.from_secret_name(chart, "secret-ref", names.secret_name)
 
@@ -113,6 +119,9 @@ class SentryStack:
                     backup_component=names.backup,
                     secret=secret,
                     image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+                    pods=pg_cfg.pods.over(config.pods),
+                    backup_pods=config.pods,
+                    service_account=account,
                 ),
             )
         if redis_cfg.external.host:
@@ -136,10 +145,25 @@ class SentryStack:
                     component=names.redis,
                     secret=secret,
                     image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+                    pods=redis_cfg.pods.over(config.pods),
+                    service_account=account,
                 ),
             )
         sentry = config.sentry
         ingress = sentry.web.ingress
+        self.metrics: StatsdExporter | None = None
+        if sentry.metrics.enabled:
+            self.metrics = StatsdExporter(
+                chart,
+                "metrics",
+                StatsdExporterProps(
+                    component=names.sentry("metrics"),
+                    config=sentry.metrics,
+                    image_pull_policy=sentry.image_pull_policy,
+                    pods=config.pods,
+                    service_account=account,
+                ),
+            )
         self.runtime = SentryRuntime(
             chart,
             "sentry",
@@ -154,6 +178,8 @@ class SentryStack:
                 # Only when the Ingress is the one way in: a NodePort or LoadBalancer beside it
                 # would let a client set X-Forwarded-Host/-For itself.
                 trusted_proxy=ingress.enabled and sentry.web.service_type == "ClusterIP",
+                statsd=(self.metrics.host, self.metrics.statsd_port) if self.metrics else None,
+                service_account=account,
             ),
         )
         self.migrations = SentryMigrations(
@@ -165,33 +191,51 @@ class SentryStack:
                 runtime=self.runtime,
                 admin_email=sentry.admin_email,
                 create_admin=sentry.create_admin,
+                pods=sentry.migrations.pods.over(config.pods),
             ),
         )
         self.web = SentryWeb(
-            chart, "web", SentryWebProps(config=sentry.web, component=names.sentry("web"), runtime=self.runtime)
+            chart,
+            "web",
+            SentryWebProps(
+                config=sentry.web,
+                component=names.sentry("web"),
+                runtime=self.runtime,
+                pods=sentry.web.pods.over(config.pods),
+            ),
         )
         self.worker = SentryWorker(
             chart,
             "worker",
-            SentryWorkerProps(config=sentry.worker, component=names.sentry("worker"), runtime=self.runtime),
+            SentryWorkerProps(
+                config=sentry.worker,
+                component=names.sentry("worker"),
+                runtime=self.runtime,
+                pods=sentry.worker.pods.over(config.pods),
+            ),
         )
         self.cron = SentryCron(
-            chart, "cron", SentryCronProps(config=sentry.cron, component=names.sentry("cron"), runtime=self.runtime)
+            chart,
+            "cron",
+            SentryCronProps(
+                config=sentry.cron,
+                component=names.sentry("cron"),
+                runtime=self.runtime,
+                pods=sentry.cron.pods.over(config.pods),
+            ),
         )
         if sentry.cleanup.enabled:
             SentryCleanup(
                 chart,
                 "cleanup",
-                SentryCleanupProps(config=sentry.cleanup, component=names.sentry("cleanup"), runtime=self.runtime),
+                SentryCleanupProps(
+                    config=sentry.cleanup, component=names.sentry("cleanup"), runtime=self.runtime, pods=config.pods
+                ),
             )
 
         backup = config.postgres.backup
         in_cluster_backup = backup.enabled and isinstance(self.postgres, PostgresWithBackup)
         restore_enabled = in_cluster_backup and backup.restore.enabled
-        # One ServiceAccount for every pod, with no RBAC binding and no token: no pod
-        # calls the API server. harden_workloads puts it, seccomp and dropped
-        # capabilities on every pod template (see pod_security.py).
-        self.service_account = service_account(chart, names.sentry(SERVICE_ACCOUNT_COMPONENT))
         if config.network.policies:
             sentry_pods = [names.sentry(c) for c in ("web", "worker", "cron", "migrations")]
             if sentry.cleanup.enabled:
@@ -218,11 +262,11 @@ class SentryStack:
                     database_clients=database_clients,
                     offsite=names.backup if in_cluster_backup and backup.offsite.enabled else None,
                     offsite_port=endpoint.port or (80 if endpoint.scheme == "http" else 443),
+                    metrics=names.sentry("metrics") if self.metrics else None,
+                    metrics_ports=(STATSD_PORT, METRICS_PORT),
                 ),
             )
-        harden_workloads(chart, self.service_account.name)
-        # Last: the name hashes the Job's final pod template, hardening included.
-        self.migrations_job_name = name_by_pod_template(self.migrations.job, names.sentry("migrations").name)
+        _check_hardened(chart)
 
         if restore_enabled:
             assert isinstance(self.postgres, PostgresWithBackup)
@@ -236,6 +280,14 @@ class SentryStack:
                     postgres=self.postgres,
                     component=names.restore,
                     secret=kplus.Secret.from_secret_name(restore_chart, "secret-ref", names.secret_name),
+                    service_account=account,
                 ),
             )
-            harden_workloads(restore_chart, self.service_account.name)
+            _check_hardened(restore_chart)
+
+
+def _check_hardened(chart: cdk8s.Chart) -> None:
+    """Every construct hardens its own workloads; a workload that escaped is a bug."""
+    missing = unhardened(chart.to_json())
+    if missing:
+        raise RuntimeError(f"not hardened (its construct must call pod_security.harden): {', '.join(missing)}")

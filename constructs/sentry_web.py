@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import WebConfig
+from constructs.config import PodSettings, WebConfig
 from constructs.naming import Component
+from constructs.placement import apply_pod_settings
+from constructs.pod_security import harden
 from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime
 from constructs.workload import (
+    autoscale,
     disruption_budget,
     seconds,
     select,
@@ -32,6 +35,8 @@ class SentryWebProps:
     """Names and labels of the web objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
 
 
 class SentryWeb(Construct):
@@ -77,6 +82,10 @@ class SentryWeb(Construct):
             ],
         )
         select(self.deployment, comp)
+        harden(self.deployment, rt.props.service_account)
+        apply_pod_settings(self.deployment, props.pods, comp, spread_by_default=True)
+        if cfg.autoscaling.enabled:
+            autoscale(self, self.deployment, comp, cfg.autoscaling)
 
         service_type = {
             "NodePort": kplus.ServiceType.NODE_PORT,
@@ -89,6 +98,7 @@ class SentryWeb(Construct):
             comp,
             [kplus.ServicePort(name="http", port=SENTRY_PORT, target_port=SENTRY_PORT, node_port=node_port)],
             service_type=service_type,
+            annotations=cfg.service_annotations,
         )
         disruption_budget(self, comp)
         if cfg.ingress.enabled:
@@ -102,7 +112,7 @@ class SentryWeb(Construct):
         k8s.KubeIngress(
             self,
             "ingress",
-            metadata=k8s.ObjectMeta(name=comp.name, labels=comp.labels),
+            metadata=k8s.ObjectMeta(name=comp.name, labels=comp.labels, annotations=dict(ingress.annotations) or None),
             spec=k8s.IngressSpec(
                 ingress_class_name=ingress.class_name,
                 tls=[k8s.IngressTls(hosts=[ingress.host], secret_name=ingress.tls_secret)]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import WorkerConfig
+from constructs.config import PodSettings, WorkerConfig
 from constructs.naming import Component
+from constructs.placement import apply_pod_settings
+from constructs.pod_security import harden
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import (
+    autoscale,
     disruption_budget,
     seconds,
     select,
@@ -28,6 +31,8 @@ class SentryWorkerProps:
     """Names and labels of the worker objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
 
 
 class SentryWorker(Construct):
@@ -57,4 +62,8 @@ class SentryWorker(Construct):
             ],
         )
         select(self.deployment, comp)
+        harden(self.deployment, rt.props.service_account)
+        apply_pod_settings(self.deployment, props.pods, comp, spread_by_default=True)
+        if cfg.autoscaling.enabled:
+            autoscale(self, self.deployment, comp, cfg.autoscaling)
         disruption_budget(self, comp)

@@ -22,7 +22,7 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import Resources, Storage
+from constructs.config import Autoscaling, Resources, Storage
 from constructs.naming import Component
 from constructs.quantities import parse_cpu, parse_memory
 from imports import k8s
@@ -99,8 +99,15 @@ def service_for(
     ports: Sequence[kplus.ServicePort],
     service_type: kplus.ServiceType = kplus.ServiceType.CLUSTER_IP,
     name: str | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> kplus.Service:
-    service = kplus.Service(scope, "service", metadata=metadata(component, name), ports=list(ports), type=service_type)
+    service = kplus.Service(
+        scope,
+        "service",
+        metadata=metadata(component, name, **(annotations or {})),
+        ports=list(ports),
+        type=service_type,
+    )
     for key, value in component.selector_labels.items():
         service.select_label(key, value)
     # Binding a StatefulSet to its Service adds the hash label to the selector; the
@@ -201,6 +208,37 @@ def cron(expression: str) -> cdk8s.Cron:
     """A validated five-field schedule (config.py checks it) as a cdk8s Cron."""
     minute, hour, day, month, week_day = _CRON_MACROS.get(expression, expression).split()
     return cdk8s.Cron.schedule(minute=minute, hour=hour, day=day, month=month, week_day=week_day)
+
+
+def autoscale(
+    scope: Construct, deployment: kplus.Deployment, component: Component, autoscaling: Autoscaling
+) -> k8s.KubeHorizontalPodAutoscalerV2:
+    """A CPU-based HorizontalPodAutoscaler for `deployment`, which then leaves `replicas`
+    out of its manifest: with it, every `kubectl apply` would reset the autoscaler's count."""
+    cdk8s.ApiObject.of(deployment).add_json_patch(cdk8s.JsonPatch.remove("/spec/replicas"))
+    return k8s.KubeHorizontalPodAutoscalerV2(
+        scope,
+        "autoscaler",
+        metadata=k8s.ObjectMeta(name=component.name, labels=component.labels),
+        spec=k8s.HorizontalPodAutoscalerSpecV2(
+            scale_target_ref=k8s.CrossVersionObjectReferenceV2(
+                api_version="apps/v1", kind="Deployment", name=deployment.name
+            ),
+            min_replicas=autoscaling.min_replicas,
+            max_replicas=autoscaling.max_replicas,
+            metrics=[
+                k8s.MetricSpecV2(
+                    type="Resource",
+                    resource=k8s.ResourceMetricSourceV2(
+                        name="cpu",
+                        target=k8s.MetricTargetV2(
+                            type="Utilization", average_utilization=autoscaling.target_cpu_percent
+                        ),
+                    ),
+                )
+            ],
+        ),
+    )
 
 
 def disruption_budget(scope: Construct, component: Component) -> k8s.KubePodDisruptionBudget:

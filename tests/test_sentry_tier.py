@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from constructs.capacity import Requests, pod_requests, stack_requests, target
 from constructs.config import Resources, StackConfig
 from constructs.quantities import parse_cpu, parse_memory
-from constructs.values import parse_config
+from constructs.values import merge_onto_defaults, parse_config
 from tests.conftest import Dist, all_containers, find_container, pod_specs, synth
 
 SENTRY_DEPLOYMENTS = ("sentry-web", "sentry-worker", "sentry-cron")
@@ -376,12 +377,17 @@ def test_a_stack_that_does_not_fit_fails_the_synth_naming_the_target(
 
 @pytest.mark.parametrize(
     ("extra", "warned"),
-    [("capacity: {on_exceed: warn}\n", True), ("capacity: {target: none}\n", False)],
+    [
+        ({"capacity": {"on_exceed": "warn"}}, True),
+        # A real cluster: no node budget (and the filestore must then be shareable).
+        ({"capacity": {"target": "none"}, "sentry": {"filestore": {"access_mode": "ReadWriteMany"}}}, False),
+    ],
 )
 def test_over_capacity_can_be_allowed_explicitly(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, warned: bool
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: dict, warned: bool
 ) -> None:
-    code, _ = synth(tmp_path, ORIGINAL_MIGRATION_REQUEST + extra)
+    values = merge_onto_defaults(StackConfig, yaml.safe_load(ORIGINAL_MIGRATION_REQUEST), extra)
+    code, _ = synth(tmp_path, yaml.safe_dump(values))
     assert code == 0
     assert ("warning: capacity:" in capsys.readouterr().err) == warned
 

@@ -13,8 +13,15 @@ every-leaf-reaches-the-YAML test.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
 import re
+import types
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -26,10 +33,44 @@ from pydantic.fields import FieldInfo
 from constructs.config import StackConfig
 from constructs.quantities import parse_cpu, parse_memory
 from constructs.secrets_store import required_keys
-from constructs.values import ConfigError, parse_config
+from constructs.values import ConfigError, merge_onto_defaults, parse_config
 from tests.conftest import FULL_SECRETS, FULL_VALUES
 
-BASES: dict[str, dict[str, Any]] = {"default": {}, "full": yaml.safe_load(FULL_VALUES)}
+# "external": managed PostgreSQL (verify-full, with a CA) and Redis, where the external
+# settings take effect.
+EXTERNAL_VALUES = """
+postgres:
+  external:
+    host: db.example.com
+    sslmode: verify-full
+    ca: {secret: db-ca}
+    cidrs: [10.0.8.0/24]
+redis:
+  external: {host: 10.0.9.15}
+"""
+# The full base adds what is on only by choice and was not in FULL_VALUES: the s3
+# filestore, metrics with a ServiceMonitor, autoscaling (on a real cluster: no capacity
+# target). The external base uses the gcs filestore.
+FULL_EXTRA = """
+capacity: {target: none}
+sentry:
+  filestore: {backend: s3, s3: {bucket: sentry-files, access_key_id: AKIAFILES}}
+  metrics: {enabled: true, service_monitor: true}
+  web: {autoscaling: {enabled: true}}
+  worker: {autoscaling: {enabled: true}}
+"""
+EXTERNAL_EXTRA = """
+sentry:
+  filestore: {backend: gcs, gcs: {bucket: sentry-files}}
+"""
+BASES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "full": merge_onto_defaults(StackConfig, yaml.safe_load(FULL_VALUES), yaml.safe_load(FULL_EXTRA)),
+    "external": merge_onto_defaults(StackConfig, yaml.safe_load(EXTERNAL_VALUES), yaml.safe_load(EXTERNAL_EXTRA)),
+}
+
+
+SECRETS = {**FULL_SECRETS, "filestore-s3-secret-access-key": "files-test-secret", "gcs-credentials": "{}"}
 
 
 @dataclass(frozen=True)
@@ -49,11 +90,17 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
 
 
+def _optional(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
+
+
 def leaves(model: type[BaseModel] = StackConfig, prefix: tuple[str, ...] = ()) -> list[Leaf]:
+    """Every settable value; an optional nested model (`ca: {...} | null`) is one leaf, as
+    setting it means giving the whole mapping."""
     found: list[Leaf] = []
     for name, field in model.model_fields.items():
         nested = _nested_model(field.annotation)
-        if nested is not None:
+        if nested is not None and not _optional(field.annotation):
             found += leaves(nested, (*prefix, name))
         else:
             found.append(Leaf((*prefix, name), field))
@@ -100,7 +147,18 @@ def candidates(leaf: Leaf, current: Any) -> Iterator[Any]:
     that the whole configuration accepts."""
     validators = _validator_names(leaf.field)
     options = _literal_options(leaf.field.annotation)
-    if options:
+    nested = _nested_model(leaf.field.annotation)
+    # A free-form field (a pod spec's tolerations, say) documents an example in the model.
+    yield from (e for e in leaf.field.examples or [] if e != current)
+    if nested is not None:
+        # An optional mapping: give one with a single key set (the model's validators pick
+        # which combinations are valid), or take it away.
+        if current is not None:
+            yield None
+        for name, field in nested.model_fields.items():
+            for value in candidates(Leaf((*leaf.path, name), field), field.get_default(call_default_factory=True)):
+                yield {name: value}
+    elif options:
         yield from (o for o in options if o != current)
     elif isinstance(current, bool):
         yield not current
@@ -131,6 +189,7 @@ def candidates(leaf: Leaf, current: Any) -> Iterator[Any]:
         if current:
             yield f"{current}x" if not current.startswith("http") else current.replace("://", "://x.")
         yield from ("x", "example-x", "x.example.org", "https://sentry.example.org", "x@example.org", "x/", "1")
+        yield "10.1.2.3"  # for fields that take a host: an address needs no other settings
         # A backup's name, for fields that pick one.
         yield from ("sentry-20240101T030000Z.sql.gz", "sentry-20240101T030000Z")
 
@@ -183,7 +242,43 @@ def synth_objects(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     from constructs.sentry_stack import SentryStack
 
     config = parse_config(dict(values))
-    secrets = {} if config.secrets.existing_secret else {k.key: FULL_SECRETS[k.key] for k in required_keys(config)}
+    secrets = {} if config.secrets.existing_secret else {k.key: SECRETS[k.key] for k in required_keys(config)}
     app = cdk8s.App()
     SentryStack(app, config, secrets)
     return [obj for chart in app.charts for obj in chart.to_json()]
+
+
+def _digest(objects: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+
+
+@functools.cache
+def _base_digest(base: str) -> str:
+    return _digest(synth_objects(BASES[base]))
+
+
+def outcome(leaf_name: str) -> tuple[str, Any, list[dict[str, Any]], bool] | None:
+    """(base, value, objects, changed) of the leaf's variant: on the first base where it
+    changes the output, else on the last where it is valid; None where it is valid nowhere.
+    Module-level, so that worker processes can run it."""
+    leaf = next(leaf for leaf in leaves() if leaf.name == leaf_name)
+    found = None
+    for base in BASES:
+        var = variant(leaf, base)
+        if var is None:
+            continue
+        objects = synth_objects(var.values)
+        found = (base, var.value, objects, _digest(objects) != _base_digest(base))
+        if found[3]:
+            break
+    return found
+
+
+def all_outcomes(names: list[str]) -> dict[str, tuple[str, Any, list[dict[str, Any]], bool] | None]:
+    """`outcome` of every leaf, on every core: each synth is a few hundred round trips to
+    the jsii node process, so the matrix is CPU-bound and splits evenly."""
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    if workers == 1:
+        return {name: outcome(name) for name in names}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return dict(zip(names, pool.map(outcome, names, chunksize=4), strict=True))

@@ -1,0 +1,146 @@
+"""StatsdExporter: Sentry's statsd metrics, as Prometheus metrics.
+
+Sentry 9.1 sends counters and timers over statsd (UDP) with the instance folded into the
+name (sentry.jobs.started.<task>, sentry.events.processed, ...): its statsd backend has no
+tags. The Prometheus statsd exporter receives them on UDP 9125 and serves them on 9102,
+turning the name parts into labels with the mapping in constructs/statsd_files/mapping.yml.
+Its Service carries the usual `prometheus.io/*` scrape annotations; with the Prometheus
+Operator, an optional ServiceMonitor selects it (a plain ApiObject: no CRD import).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+
+from constructs import Construct
+from constructs.config import MetricsConfig, PodSettings
+from constructs.naming import Component
+from constructs.placement import apply_pod_settings
+from constructs.pod_security import harden
+from constructs.workload import (
+    container_resources,
+    container_security,
+    metadata,
+    pod_metadata,
+    pod_security,
+    pull_policy,
+    seconds,
+    select,
+    service_for,
+)
+
+MAPPING = (Path(__file__).parent / "statsd_files" / "mapping.yml").read_text(encoding="utf-8")
+STATSD_PORT = 9125
+METRICS_PORT = 9102
+# The image's own user (prom/statsd-exporter: USER nobody).
+EXPORTER_UID = 65534
+
+
+@dataclass(frozen=True)
+class StatsdExporterProps:
+    """Props of StatsdExporter."""
+
+    component: Component
+    """Names and labels of the exporter's objects."""
+    config: MetricsConfig = field(default_factory=MetricsConfig)
+    """Image, resources, ServiceMonitor (defaults: see MetricsConfig)."""
+    image_pull_policy: str = "IfNotPresent"
+    """Pull policy. Default: IfNotPresent."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata. Default: none."""
+    service_account: str | None = None
+    """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
+
+
+class StatsdExporter(Construct):
+    """One exporter pod (its state is a few counters: a restart only resets them, which
+    Prometheus's rate() handles) behind a Service: statsd in on UDP, metrics out on HTTP."""
+
+    def __init__(self, scope: Construct, id: str, props: StatsdExporterProps) -> None:
+        super().__init__(scope, id)
+        comp, cfg = props.component, props.config
+        self.host = comp.name
+        self.statsd_port = STATSD_PORT
+        self.metrics_port = METRICS_PORT
+        mapping = kplus.ConfigMap(self, "mapping", metadata=metadata(comp), data={"mapping.yml": MAPPING})
+        mapping_volume = kplus.Volume.from_config_map(self, "mapping-volume", mapping, name="mapping")
+        metrics_path = "/metrics"
+        self.deployment = kplus.Deployment(
+            self,
+            "deployment",
+            metadata=metadata(comp),
+            pod_metadata=pod_metadata(comp),
+            select=False,
+            spread=False,
+            replicas=1,
+            automount_service_account_token=False,
+            security_context=pod_security(EXPORTER_UID, EXPORTER_UID),
+            containers=[
+                kplus.ContainerProps(
+                    name="statsd-exporter",
+                    image=cfg.image,
+                    image_pull_policy=pull_policy(props.image_pull_policy),
+                    args=[
+                        f"--statsd.listen-udp=:{STATSD_PORT}",
+                        "--statsd.listen-tcp=",
+                        f"--web.listen-address=:{METRICS_PORT}",
+                        f"--web.telemetry-path={metrics_path}",
+                        "--statsd.mapping-config=/etc/statsd-exporter/mapping.yml",
+                    ],
+                    ports=[
+                        kplus.ContainerPort(number=STATSD_PORT, protocol=kplus.Protocol.UDP, name="statsd"),
+                        kplus.ContainerPort(number=METRICS_PORT, name="metrics"),
+                    ],
+                    resources=container_resources(cfg.resources),
+                    security_context=container_security(EXPORTER_UID, EXPORTER_UID),
+                    startup=kplus.Probe.from_http_get(
+                        metrics_path, port=METRICS_PORT, period_seconds=seconds(2), failure_threshold=30
+                    ),
+                    readiness=kplus.Probe.from_http_get(metrics_path, port=METRICS_PORT, period_seconds=seconds(10)),
+                    liveness=kplus.Probe.from_http_get(metrics_path, port=METRICS_PORT, period_seconds=seconds(20)),
+                    volume_mounts=[
+                        kplus.VolumeMount(path="/etc/statsd-exporter", volume=mapping_volume, read_only=True)
+                    ],
+                )
+            ],
+        )
+        select(self.deployment, comp)
+        harden(self.deployment, props.service_account)
+        apply_pod_settings(self.deployment, props.pods, comp)
+        self.service = service_for(
+            self,
+            comp,
+            [
+                kplus.ServicePort(
+                    name="statsd", port=STATSD_PORT, target_port=STATSD_PORT, protocol=kplus.Protocol.UDP
+                ),
+                kplus.ServicePort(name="metrics", port=METRICS_PORT, target_port=METRICS_PORT),
+            ],
+            annotations={
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(METRICS_PORT),
+                "prometheus.io/path": metrics_path,
+            },
+        )
+        if cfg.service_monitor:
+            cdk8s.ApiObject(
+                self,
+                "service-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata=cdk8s.ApiObjectMetadata(name=comp.name, labels={**comp.labels, **cfg.service_monitor_labels}),
+            ).add_json_patch(
+                cdk8s.JsonPatch.add(
+                    "/spec",
+                    {
+                        "selector": {"matchLabels": comp.selector_labels},
+                        "endpoints": [
+                            {"port": "metrics", "path": metrics_path, "interval": f"{cfg.scrape_interval_seconds}s"}
+                        ],
+                    },
+                )
+            )

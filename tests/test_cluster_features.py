@@ -1,0 +1,343 @@
+"""Beyond minikube: object-storage filestores, metrics, autoscaling, pod placement and custom
+settings, each checked on the synthesized YAML (and the metric mapping against Sentry's
+real metric names)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from constructs.statsd_exporter import MAPPING
+from tests.conftest import TEST_SECRETS, Dist, all_containers, find_container, pod_specs, synth
+
+SENTRY_WORKLOADS = (("Deployment", "sentry-web"), ("Deployment", "sentry-worker"), ("Deployment", "sentry-cron"))
+
+
+def _synth(tmp_path: Path, values: str, **secrets: str) -> Dist:
+    code, dist = synth(tmp_path, values, secrets={**TEST_SECRETS, **secrets})
+    assert code == 0
+    return dist
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _sentry_containers(dist: Dist) -> list[dict]:
+    sentry = ["/usr/bin/tini", "--", "sentry"]
+    return [c for o in dist.objects for c in all_containers(o) if c.get("command", [])[:3] == sentry]
+
+
+# --- filestore ----------------------------------------------------------------------------
+
+S3 = """
+sentry:
+  filestore:
+    backend: s3
+    s3: {bucket: sentry-files, region: eu-central-1, endpoint_url: "https://minio.example.com:9000",
+         access_key_id: AKIAFILES, addressing_style: path}
+"""
+
+
+def test_s3_filestore_has_no_claim_and_keeps_the_secret_key_in_the_secret(tmp_path: Path) -> None:
+    dist = _synth(tmp_path, S3, **{"filestore-s3-secret-access-key": "s3-files-secret"})
+    assert "sentry-filestore" not in {o["metadata"]["name"] for o in dist.of_kind("PersistentVolumeClaim")}
+    containers = _sentry_containers(dist)
+    assert len(containers) >= 3
+    for container in containers:
+        env = _env(container)
+        assert env["SENTRY_FILESTORE_BACKEND"]["value"] == "s3"
+        assert env["SENTRY_S3_BUCKET"]["value"] == "sentry-files"
+        assert env["SENTRY_S3_ADDRESSING_STYLE"]["value"] == "path"
+        assert (
+            env["SENTRY_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "filestore-s3-secret-access-key"
+        )
+        assert "SENTRY_FILESTORE_DIR" not in env
+        assert all(m["mountPath"] != "/var/lib/sentry/files" for m in container["volumeMounts"])
+    assert "s3-files-secret" not in dist.text().replace(
+        dist.get("Secret", "sentry-secrets")["data"]["filestore-s3-secret-access-key"], ""
+    )
+
+
+def test_gcs_filestore_uses_the_project_image_and_a_mounted_key(tmp_path: Path) -> None:
+    dist = _synth(
+        tmp_path, "sentry:\n  filestore: {backend: gcs, gcs: {bucket: sentry-files}}\n", **{"gcs-credentials": "{}"}
+    )
+    for container in _sentry_containers(dist):
+        # google-cloud-storage is not in the stock image (docker-sentry#148).
+        assert container["image"] == "sentry-k8s/sentry-auth:9.1.2"
+        path = Path(_env(container)["GOOGLE_APPLICATION_CREDENTIALS"]["value"])
+        assert any(Path(m["mountPath"]) == path.parent for m in container["volumeMounts"])
+    (spec,) = pod_specs(dist.get("Deployment", "sentry-web"))
+    (key,) = [v for v in spec["volumes"] if "secret" in v]
+    assert key["secret"]["items"] == [{"key": "gcs-credentials", "path": path.name}]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("sentry:\n  filestore: {backend: s3}\n", "s3.bucket is required"),
+        ("capacity: {target: none}\n", "access_mode must be ReadWriteMany"),
+    ],
+)
+def test_filestore_settings_that_cannot_work_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], values: str, message: str
+) -> None:
+    code, _ = synth(tmp_path, values)
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+METRICS = "sentry:\n  metrics: {enabled: true, service_monitor: true, service_monitor_labels: {release: prom}}\n"
+
+
+def test_metrics_go_to_the_exporter_that_prometheus_scrapes(tmp_path: Path) -> None:
+    dist = _synth(tmp_path, METRICS)
+    service = dist.get("Service", "sentry-metrics")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["statsd"]["protocol"] == "UDP"
+    assert service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert service["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"]["port"])
+    exporter = dist.get("Deployment", "sentry-metrics")
+    assert service["spec"]["selector"].items() <= exporter["spec"]["template"]["metadata"]["labels"].items()
+    for container in _sentry_containers(dist):
+        env = _env(container)
+        assert env["SENTRY_STATSD_HOST"]["value"] == service["metadata"]["name"]
+        assert env["SENTRY_STATSD_PORT"]["value"] == str(ports["statsd"]["port"])
+    monitor = dist.get("ServiceMonitor", "sentry-metrics")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    # The Sentry pods may send to it, on UDP.
+    web_egress = dist.get("NetworkPolicy", "sentry-web")["spec"]["egress"]
+    assert any(
+        p.get("protocol") == "UDP" and p["port"] == ports["statsd"]["port"] for r in web_egress for p in r["ports"]
+    )
+
+
+def test_metrics_are_off_by_default_and_count_in_the_capacity_when_on(default_dist: Dist, tmp_path: Path) -> None:
+    from constructs.capacity import stack_requests
+
+    assert not [o for o in default_dist.objects if "metrics" in o["metadata"]["name"]]
+    with_metrics = _synth(tmp_path, METRICS)
+    extra = stack_requests(with_metrics.objects).cpu_m - stack_requests(default_dist.objects).cpu_m
+    deployment = with_metrics.get("Deployment", "sentry-metrics")
+    exporter = find_container(deployment, "statsd-exporter")
+    # Its replica, and the surge pod of its own rolling update.
+    assert extra == 2 * int(exporter["resources"]["requests"]["cpu"].removesuffix("m"))
+
+
+def _mapped(name: str) -> tuple[str, dict[str, str]] | None:
+    """Which metric and labels the exporter's regex mapping makes of a statsd name (first
+    matching rule wins, as in statsd_exporter)."""
+    for rule in yaml.safe_load(MAPPING)["mappings"]:
+        match = re.match(rule["match"], name)
+        if match:
+
+            def fill(text: str, m: re.Match[str] = match) -> str:
+                return re.sub(r"\$\{?(\d)\}?", lambda g: m.group(int(g.group(1))), text)
+
+            return fill(rule["name"]), {k: fill(v) for k, v in rule.get("labels", {}).items()}
+    return None
+
+
+@pytest.mark.parametrize(
+    ("statsd_name", "metric", "labels"),
+    [
+        # Names as Sentry 9.1.2 sends them (sentry/metrics, sentry/tasks/base.py, web/api.py).
+        (
+            "sentry.jobs.started.sentry.tasks.store.save_event",
+            "sentry_jobs_started_total",
+            {"task": "sentry.tasks.store.save_event"},
+        ),
+        (
+            "sentry.jobs.duration.sentry.tasks.post_process.post_process_group",
+            "sentry_jobs_duration",
+            {"task": "sentry.tasks.post_process.post_process_group"},
+        ),
+        ("sentry.events.processed", "sentry_events_processed_total", {}),
+        ("sentry.events.processed.python", "sentry_events_processed_by_platform_total", {"platform": "python"}),
+        ("sentry.client-api.all-versions.responses.429", "sentry_client_api_responses_total", {"status": "429"}),
+    ],
+)
+def test_the_mapping_turns_sentry_metric_names_into_labels(statsd_name: str, metric: str, labels: dict) -> None:
+    assert _mapped(statsd_name) == (metric, labels)
+
+
+def test_every_mapping_rule_is_anchored() -> None:
+    # statsd_exporter's regex rules are not anchored by themselves: without ^...$ a rule for
+    # sentry.events.processed would also swallow sentry.events.processed.<platform>.
+    for rule in yaml.safe_load(MAPPING)["mappings"]:
+        assert rule["match"].startswith("^") and rule["match"].endswith("$"), rule["match"]
+
+
+# --- autoscaling --------------------------------------------------------------------------
+
+AUTOSCALING = """
+capacity: {target: none}
+sentry:
+  filestore: {access_mode: ReadWriteMany}
+  web:
+    autoscaling: {enabled: true, min_replicas: 2, max_replicas: 5, target_cpu_percent: 60}
+  worker:
+    autoscaling: {enabled: true, max_replicas: 8}
+"""
+
+
+def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(tmp_path: Path) -> None:
+    dist = _synth(tmp_path, AUTOSCALING)
+    for name, low, high in (("sentry-web", 2, 5), ("sentry-worker", 2, 8)):
+        deployment = dist.get("Deployment", name)
+        assert "replicas" not in deployment["spec"], "kubectl apply would reset the autoscaler's count"
+        hpa = dist.get("HorizontalPodAutoscaler", name)
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (low, high)
+        # The disruption budget stays meaningful at any count from 2 up.
+        assert dist.get("PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1
+    web_hpa = dist.get("HorizontalPodAutoscaler", "sentry-web")
+    assert web_hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    assert "sentry-cron" not in {o["metadata"]["name"] for o in dist.of_kind("HorizontalPodAutoscaler")}
+
+
+def test_the_capacity_counts_autoscaled_pods_at_their_maximum(tmp_path: Path) -> None:
+    from constructs.capacity import stack_requests
+
+    dist = _synth(tmp_path, AUTOSCALING)
+    (tmp_path / "fixed").mkdir()
+    fixed = _synth(tmp_path / "fixed", AUTOSCALING.replace("enabled: true", "enabled: false"))
+    web = find_container(dist.get("Deployment", "sentry-web"), "web")
+    worker = find_container(dist.get("Deployment", "sentry-worker"), "worker")
+    web_cpu, worker_cpu = (int(c["resources"]["requests"]["cpu"].removesuffix("m")) for c in (web, worker))
+    # web: 5 instead of 2 replicas, worker: 8 instead of 2 (each plus its surge pod).
+    expected = 3 * web_cpu + 6 * worker_cpu
+    assert stack_requests(dist.objects).cpu_m - stack_requests(fixed.objects).cpu_m == expected
+
+
+def test_autoscaling_below_two_replicas_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = synth(tmp_path, "sentry:\n  web:\n    autoscaling: {enabled: true, min_replicas: 1}\n")
+    assert code == 2
+    assert "sentry.web.autoscaling.min_replicas" in capsys.readouterr().err
+
+
+# --- placement and metadata -------------------------------------------------------------------
+
+PLACEMENT = """
+pods:
+  node_selector: {pool: sentry}
+  tolerations: [{key: dedicated, operator: Equal, value: sentry, effect: NoSchedule}]
+  priority_class_name: sentry-high
+  image_pull_secrets: [regcred]
+  annotations: {team: observability}
+  labels: {cost-center: ops}
+sentry:
+  web:
+    service_annotations: {service.beta.kubernetes.io/aws-load-balancer-internal: "true"}
+    ingress: {enabled: true, annotations: {cert-manager.io/cluster-issuer: letsencrypt}}
+    pods:
+      node_selector: {pool: web}
+      topology_spread_constraints: [{maxSkew: 2, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule}]
+"""
+
+
+@pytest.fixture(scope="module")
+def placed(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    return _synth(tmp_path_factory.mktemp("placed"), PLACEMENT)
+
+
+def test_global_pod_settings_reach_every_pod(placed: Dist) -> None:
+    checked = 0
+    for obj in placed.objects:
+        for spec in pod_specs(obj):
+            name = obj["metadata"]["name"]
+            expected_pool = "web" if name == "sentry-web" else "sentry"
+            assert spec["nodeSelector"] == {"pool": expected_pool}, name
+            assert spec["tolerations"][0]["key"] == "dedicated", name
+            assert spec["priorityClassName"] == "sentry-high", name
+            assert spec["imagePullSecrets"] == [{"name": "regcred"}], name
+            checked += 1
+    assert checked >= 7
+
+
+def test_pod_labels_and_annotations_add_to_the_stacks_own(placed: Dist) -> None:
+    web = placed.get("Deployment", "sentry-web")["spec"]["template"]["metadata"]
+    assert web["labels"]["cost-center"] == "ops"
+    assert web["labels"]["app.kubernetes.io/component"] == "web", "the selector labels stay"
+    assert web["annotations"]["team"] == "observability"
+    assert "checksum/config" in web["annotations"], "the config checksum stays"
+
+
+def test_web_and_worker_spread_softly_by_default(default_dist: Dist, placed: Dist) -> None:
+    for name in ("sentry-web", "sentry-worker"):
+        (spec,) = pod_specs(default_dist.get("Deployment", name))
+        keys = {c["topologyKey"] for c in spec["topologySpreadConstraints"]}
+        assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+        for constraint in spec["topologySpreadConstraints"]:
+            assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"  # never blocks a one-node minikube
+            labels = default_dist.get("Deployment", name)["spec"]["selector"]["matchLabels"]
+            assert constraint["labelSelector"]["matchLabels"] == labels
+    (cron,) = pod_specs(default_dist.get("Deployment", "sentry-cron"))
+    assert "topologySpreadConstraints" not in cron
+    # A workload's own constraints replace the default; their selector defaults to its pods.
+    (web,) = pod_specs(placed.get("Deployment", "sentry-web"))
+    (constraint,) = web["topologySpreadConstraints"]
+    assert constraint["whenUnsatisfiable"] == "DoNotSchedule"
+    assert constraint["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "web"
+
+
+def test_service_and_ingress_annotations(placed: Dist) -> None:
+    service = placed.get("Service", "sentry-web")
+    assert service["metadata"]["annotations"] == {"service.beta.kubernetes.io/aws-load-balancer-internal": "true"}
+    assert (
+        placed.get("Ingress", "sentry-web")["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
+        == "letsencrypt"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("pods: {labels: {app.kubernetes.io/name: x}}\n", "app.kubernetes.io/* labels are the stack's own"),
+        ("pods: {tolerations: [{key: a, efect: NoSchedule}]}\n", "tolerations[0]: unknown keys ['efect']"),
+        ("pods: {topology_spread_constraints: [{maxSkew: 1}]}\n", "missing ['topologyKey', 'whenUnsatisfiable']"),
+        ("sentry: {extra_env: {SENTRY_DB_USER: x}}\n", "SENTRY_DB_USER are set by the stack itself"),
+        ("sentry: {conf_py_extra: 'X = (1'}\n", "sentry.conf_py_extra: is not valid Python"),
+        ("sentry: {conf_py_extra: \"X = 'caf\u00e9'\"}\n", "must be ASCII"),
+        ("sentry: {config_yml_extra: '- a list'}\n", "must be a YAML mapping"),
+    ],
+)
+def test_bad_pod_and_custom_settings_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], values: str, message: str
+) -> None:
+    code, _ = synth(tmp_path, values)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+
+
+# --- custom settings ----------------------------------------------------------------------
+
+
+def test_custom_settings_come_after_the_projects_and_roll_the_pods(default_dist: Dist, tmp_path: Path) -> None:
+    values = (
+        "sentry:\n"
+        "  extra_env: {SENTRY_WEB_WORKERS: '4'}\n"
+        "  conf_py_extra: \"SENTRY_FEATURES['auth:register'] = False\\n\"\n"
+        "  config_yml_extra: 'system.admin-email: ops@example.com'\n"
+    )
+    dist = _synth(tmp_path, values)
+    files = dist.get("ConfigMap", "sentry-config")["data"]
+    ours = default_dist.get("ConfigMap", "sentry-config")["data"]
+    assert files["sentry.conf.py"].startswith(ours["sentry.conf.py"])
+    assert files["sentry.conf.py"].rstrip().endswith("SENTRY_FEATURES['auth:register'] = False")
+    assert yaml.safe_load(files["config.yml"]) == {"system.admin-email": "ops@example.com"}
+    checksum = dist.get("Deployment", "sentry-web")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    old = default_dist.get("Deployment", "sentry-web")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    assert checksum != old
+    for container in _sentry_containers(dist):
+        assert _env(container)["SENTRY_WEB_WORKERS"]["value"] == "4"
