@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup synth synth-cli test lint validate imports bench clean
+.PHONY: setup synth synth-cli test lint validate imports bench mutants clean
 
 setup:            ## install everything (venv, npm CLI, test servers) and synthesize dist/
 	tools/setup.sh
@@ -30,6 +30,9 @@ lint:
 bench:            ## benchmarks: synth time, backup/restore on ~1 GB (prints figures)
 	$(PY) tools/bench_synth.py
 	$(PY) tools/bench_backup.py
+
+mutants:          ## mutation check: the suite (no snapshot) must catch each bug in tools/mutants.yaml (slow)
+	$(PY) tools/mutants.py --jobs 2
 
 imports:          ## regenerate imports/k8s offline
 	tools/import-k8s.sh
