@@ -21,8 +21,9 @@ test:             ## lint, the whole test suite, then validate dist/
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory validate
 
-validate: synth   ## dist/: strict schemas (Kubernetes 1.27, 1.35, 1.36, 1.37) and checkov, offline
+validate: synth   ## dist/ and the tests' configurations: strict schemas (Kubernetes 1.27, 1.35, 1.36, 1.37) and checkov, offline
 	$(PY) tools/validate.py dist
+	$(PY) -m pytest -m validate -q
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
