@@ -42,21 +42,32 @@ def test_cdk8s_synth_and_python_main_produce_the_same_dist(tmp_path: Path, value
         # The values file is chosen the same way for both: SENTRY_K8S_CONFIG.
         **({"SENTRY_K8S_CONFIG": values_file} if values_file else {}),
     }
-    cli = subprocess.run(
-        [str(CLI), "synth", "--no-check-upgrade"], cwd=project, env=env, capture_output=True, text=True, timeout=180
+    # The two are independent: run them side by side (the machine has two cores).
+    cli = subprocess.Popen(
+        [str(CLI), "synth", "--no-check-upgrade"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    assert cli.returncode == 0, cli.stdout + cli.stderr
-    from_cli = _files(project / "dist")
-
-    plain = subprocess.run(
+    plain = subprocess.Popen(
         [str(project / ".venv" / "bin" / "python"), "main.py", "--outdir", str(tmp_path / "plain"), "--quiet"],
         cwd=project,
         env=env,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
     )
-    assert plain.returncode == 0, plain.stderr
+    try:
+        cli_output, _ = cli.communicate(timeout=180)
+        _, plain_errors = plain.communicate(timeout=120)
+    finally:
+        cli.kill()
+        plain.kill()
+    assert cli.returncode == 0, cli_output
+    assert plain.returncode == 0, plain_errors
+    from_cli = _files(project / "dist")
     assert from_cli == _files(tmp_path / "plain")
     if values_file is None:
         assert set(from_cli) == {"00-namespace.k8s.yaml", "10-secrets.k8s.yaml", "20-sentry.k8s.yaml"}
