@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +112,24 @@ def default_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
     code, dist = synth(tmp_path_factory.mktemp("default"))
     assert code == 0
     return dist
+
+
+@pytest.fixture(scope="session")
+def synth_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Dist]:
+    """Synthesize a configuration (values text, secrets) at most once per session, for
+    tests that only read the output. Tests about synthesis itself (stability, secrets
+    files, bad input) call synth() for a fresh run."""
+    made: dict[tuple[str | None, tuple[tuple[str, str], ...]], Dist] = {}
+
+    def get(values: str | None = None, secrets: Mapping[str, str] = TEST_SECRETS) -> Dist:
+        key = (values, tuple(sorted(secrets.items())))
+        if key not in made:
+            code, dist = synth(tmp_path_factory.mktemp("once"), values, secrets=secrets)
+            assert code == 0, f"synthesis failed for {values!r}"
+            made[key] = dist
+        return made[key]
+
+    return get
 
 
 def all_containers(obj: dict) -> list[dict]:
