@@ -378,6 +378,104 @@ def test_pods_wait_for_the_version_the_migration_job_marks(case: Case) -> None:
     assert versions["waits"] == versions["marks"] == versions["images"]
 
 
+# --- NetworkPolicies ----------------------------------------------------------------------
+
+
+def _selects(selector: dict | None, labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels and matchExpressions) against a pod's labels."""
+    selector = selector or {}
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+def _peer_matches(peer: dict, pod: Pod, policy_namespace: str) -> bool:
+    """A policy peer against a pod. An ipBlock never counts: pod addresses are not known
+    here, and the stack's ipBlocks exclude the cluster's private ranges on purpose."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        namespace_labels = {"kubernetes.io/metadata.name": pod.namespace}
+        if not _selects(peer["namespaceSelector"], namespace_labels):
+            return False
+    elif pod.namespace != policy_namespace:
+        return False
+    return _selects(peer.get("podSelector"), pod.labels)
+
+
+def _port_matches(ports: list[dict] | None, port: int, names: set[str]) -> bool:
+    if not ports:
+        return True
+    return any(p.get("protocol", "TCP") == "TCP" and p.get("port", port) in {port, *names} for p in ports)
+
+
+def allowed(case: Case, direction: str, pod: Pod, peer: Pod, port: int, names: set[str]) -> bool:
+    """Whether the NetworkPolicies in dist/ let `pod` send to (Egress) or receive from
+    (Ingress) `peer` on TCP `port`: allowed when no policy of that type selects the
+    pod, otherwise when a rule of one of them matches the peer and the port."""
+    key, peers_key = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+    policies = [
+        p
+        for p in case.dist.of_kind("NetworkPolicy")
+        if p["metadata"]["namespace"] == pod.namespace
+        and direction in p["spec"].get("policyTypes", ["Ingress"])
+        and _selects(p["spec"].get("podSelector"), pod.labels)
+    ]
+    if not policies:
+        return True
+    for policy in policies:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(peers_key)
+            peer_ok = not peers or any(_peer_matches(x, peer, policy["metadata"]["namespace"]) for x in peers)
+            if peer_ok and _port_matches(rule.get("ports"), port, names):
+                return True
+    return False
+
+
+def test_network_policies_allow_every_connection_the_environment_names(case: Case) -> None:
+    """The policies follow the wiring: each client may reach the server its environment
+    names, on the port the server listens on (a Service's port is translated to the
+    pod's before policies apply)."""
+    for conn in connections(case):
+        ports = conn.server.get("ports", [])
+        (port,) = {p["containerPort"] for p in ports if p["containerPort"] in _service_targets(conn)}
+        names = {p["name"] for p in ports if "name" in p}
+        where = f"{conn.pod.where} {conn.container['name']} -> {conn.server_pod.where}:{port}"
+        assert allowed(case, "Egress", conn.pod, conn.server_pod, port, names), f"{where}: egress denied"
+        assert allowed(case, "Ingress", conn.server_pod, conn.pod, port, names), f"{where}: ingress denied"
+
+
+def _service_targets(conn: Connection) -> set[int | str]:
+    return {p.get("targetPort", p["port"]) for p in conn.service["spec"]["ports"]}
+
+
+def test_the_policy_evaluation_denies_what_it_should(default_dist: Dist) -> None:
+    # The check above must be able to fail: Redis may not open connections to
+    # PostgreSQL, and nothing may reach PostgreSQL on Redis's port.
+    case = Case("default", default_dist, load_config(DEFAULT_CONFIG))
+    (postgres,) = [
+        p
+        for p in pods(case.objects)
+        if image_name(p.spec["containers"][0]["image"]) == "postgres" and p.owner["kind"] == "StatefulSet"
+    ]
+    (redis,) = [p for p in pods(case.objects) if image_name(p.spec["containers"][0]["image"]) == "redis"]
+    (web,) = [p for p in pods(case.objects) if p.labels.get("app.kubernetes.io/component") == "web"]
+    assert allowed(case, "Egress", web, postgres, 5432, set())
+    assert not allowed(case, "Egress", redis, postgres, 5432, set())
+    assert not allowed(case, "Ingress", postgres, redis, 5432, set())
+    assert not allowed(case, "Egress", web, postgres, 6379, set())
+
+
 # --- secrets ------------------------------------------------------------------------
 
 

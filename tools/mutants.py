@@ -40,7 +40,9 @@ MUTANTS_FILE = PROJECT / "tools" / "mutants.yaml"
 # environments (large, and never mutated).
 SKIP = {".git", "dist", ".pytest_cache", ".ruff_cache", "__pycache__", ".secrets", ".cdk8s.out"}
 LINKED = [".venv", ".venv-checkov", "tools/node_modules"]
-# Run last: they start PostgreSQL servers, wait on purpose, or run the cdk8s CLI.
+# Run first: the property tests that kill most mutants within seconds. Run last: they
+# start PostgreSQL servers, wait on purpose, or run the cdk8s CLI.
+FAST_FIRST = ["test_wiring.py", "test_sentry_tier.py", "test_security.py", "test_foundation.py"]
 SLOW_LAST = ["test_migration_script.py", "test_wait_scripts.py", "test_cli_synth.py", "test_backup.py"]
 SNAPSHOT_TEST = "test_snapshot.py"
 TIMEOUT_SECONDS = 900
@@ -118,9 +120,10 @@ def copy_project(target: Path) -> Path:
 
 def test_files(root: Path) -> list[str]:
     files = sorted(p.name for p in (root / "tests").glob("test_*.py") if p.name != SNAPSHOT_TEST)
-    fast = [f for f in files if f not in SLOW_LAST]
-    slow = [f for f in SLOW_LAST if f in files]
-    return [f"tests/{f}" for f in fast + slow]
+    first = [f for f in FAST_FIRST if f in files]
+    middle = [f for f in files if f not in FAST_FIRST and f not in SLOW_LAST]
+    last = [f for f in SLOW_LAST if f in files]
+    return [f"tests/{f}" for f in first + middle + last]
 
 
 def first_failure(output: str) -> str:
