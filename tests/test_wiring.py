@@ -26,8 +26,10 @@ import yaml
 
 from constructs.capacity import pod_specs
 from constructs.config import StackConfig
+from constructs.quantities import parse_cpu, parse_memory
 from constructs.secrets_store import required_keys
 from constructs.values import load_config, parse_config
+from constructs.workload import WAIT_RESOURCES
 from tests.conftest import DEFAULT_CONFIG, FULL_VALUES, PROJECT_DIR, Dist, synth
 from tests.test_sentry_conf import CONTRACT
 
@@ -44,14 +46,20 @@ secrets: {existing_secret: acme-sentry-credentials}
 sentry:
   url_prefix: https://errors.acme.example
   web: {replicas: 3, service_type: ClusterIP}
-  worker: {replicas: 5, concurrency: 3}
+  worker:
+    replicas: 5
+    concurrency: 3
+    resources: {requests: {cpu: 150m, memory: 200Mi}, limits: {cpu: 400m, memory: 2Gi}}
   cleanup: {schedule: "17 5 * * 1", days: 30}
   smtp: {host: smtp.acme.example, port: 2525, user: mailer, use_tls: true}
   github: {login_enabled: true, client_id: Iv1.tuned, app_id: "777", app_name: acme-sentry}
   gitlab: {login_enabled: true, application_id: gl-tuned, base_domain: gitlab.acme.example}
+redis:
+  resources: {requests: {cpu: 60m, memory: 80Mi}, limits: {cpu: 300m, memory: 300Mi}}
 postgres:
   database: events
   user: sentry_app
+  resources: {requests: {cpu: 200m, memory: 300Mi}, limits: {cpu: "1", memory: 1Gi}}
   backup:
     schedule: "45 1 * * *"
     offsite: {enabled: true, bucket: acme-backups, access_key_id: AKIATUNED, endpoint_url: "https://s3.acme.example"}
@@ -872,6 +880,42 @@ def test_sentry_conf_points_at_the_mounted_settings(case: Case) -> None:
         assert "config.yml" in data
 
 
+# Which configured resources each container runs with, by container name. The small
+# helper containers (waits, the migration marker) share WAIT_RESOURCES.
+RESOURCE_SOURCES = {
+    "web": "sentry.web.resources",
+    "worker": "sentry.worker.resources",
+    "cron": "sentry.cron.resources",
+    "migrate": "sentry.migrations.resources",
+    "cleanup": "sentry.cleanup.resources",
+    "postgresql": "postgres.resources",
+    "redis": "redis.resources",
+    "backup": "postgres.backup.resources",
+    "offsite": "postgres.backup.offsite.resources",
+    "restore": "postgres.backup.restore.resources",
+}
+HELPERS = {"wait-for-postgres", "wait-for-migrations", "mark-migrated"}
+
+
+def _amounts(resources: dict) -> tuple[int, int, int, int]:
+    return (
+        parse_cpu(resources["requests"]["cpu"]),
+        parse_memory(resources["requests"]["memory"]),
+        parse_cpu(resources["limits"]["cpu"]),
+        parse_memory(resources["limits"]["memory"]),
+    )
+
+
+def test_every_container_runs_with_its_configured_resources(case: Case) -> None:
+    for pod in pods(case.objects):
+        for container in pod.containers:
+            name = container["name"]
+            assert name in RESOURCE_SOURCES or name in HELPERS, f"{pod.where} {name}: which resources apply?"
+            configured = WAIT_RESOURCES if name in HELPERS else _getter(RESOURCE_SOURCES[name])(case.config)
+            expected = _amounts(configured.model_dump())
+            assert _amounts(container["resources"]) == expected, f"{pod.where} {name}"
+
+
 # --- the configuration arrives --------------------------------------------------------
 
 
@@ -890,6 +934,9 @@ def test_the_tuned_configuration_differs_where_the_properties_look(tuned_case: C
         "postgres.backup.schedule",
         "postgres.database",
         "postgres.user",
+        "postgres.resources",
+        "redis.resources",
+        "sentry.worker.resources",
     ):
         get = _getter(path)
         assert get(default) != get(tuned), path
