@@ -317,6 +317,14 @@ def test_every_host_is_a_service_selecting_the_server_of_its_kind(case: Case) ->
         assert kinds == {"postgresql", "redis"}, f"{container['name']} reaches {sorted(kinds)}"
 
 
+def test_every_server_a_host_names_is_a_single_instance(case: Case) -> None:
+    """Neither PostgreSQL nor Redis is set up for replication here: a second pod behind
+    the same Service would be a second, separate database that clients hop between."""
+    for conn in connections(case):
+        owner = conn.server_pod.owner
+        assert owner["spec"].get("replicas", 1) == 1, f"{conn.server_pod.where} has {owner['spec']['replicas']}"
+
+
 def test_clients_use_the_servers_own_credentials(case: Case) -> None:
     """A client logs in as the role, with the password and into a database the server was given."""
     for conn in connections(case):
