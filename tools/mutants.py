@@ -5,6 +5,7 @@
     .venv/bin/python tools/mutants.py --jobs 2        # two at a time (one tree copy each)
     .venv/bin/python tools/mutants.py ID [ID ...]     # only these
     .venv/bin/python tools/mutants.py --check         # only check that every mutant applies
+    .venv/bin/python tools/mutants.py --tests tests/test_wiring.py   # what one file catches
 
 Each mutant replaces one exact snippet of one file. It is applied alone to a private
 copy of the project (never the working tree), and the suite runs there with the
@@ -131,7 +132,7 @@ def first_failure(output: str) -> str:
     return match.group(1) if match else output.strip().splitlines()[-1] if output.strip() else "?"
 
 
-def run_one(mutant: Mutant, root: Path, basetemp: Path) -> Result:
+def run_one(mutant: Mutant, root: Path, basetemp: Path, tests: list[str] | None = None) -> Result:
     started = time.monotonic()
     reason = stale_reason(mutant, root)
     if reason:
@@ -149,7 +150,7 @@ def run_one(mutant: Mutant, root: Path, basetemp: Path) -> Result:
             "-p",
             "no:cacheprovider",
             f"--basetemp={basetemp}",
-            *test_files(root),
+            *(tests or test_files(root)),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_K8S_")}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -179,6 +180,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("ids", nargs="*", help="run only these mutants")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
     parser.add_argument("--check", action="store_true", help="only report stale mutants")
+    parser.add_argument(
+        "--tests", nargs="+", metavar="PATH", help="run only these test files or node ids (default: the whole suite)"
+    )
     args = parser.parse_args(argv)
 
     mutants = load()
@@ -209,7 +213,7 @@ def main(argv: list[str]) -> int:
                 mutant = todo.get_nowait()
             except queue.Empty:
                 return
-            result = run_one(mutant, root, work / f"tmp{index}")
+            result = run_one(mutant, root, work / f"tmp{index}", args.tests)
             with lock:
                 results.append(result)
                 print(
