@@ -99,6 +99,17 @@ def syntax_error(name: str, text: str) -> str | None:
             compile(text, name, "exec")
         except SyntaxError as exc:
             return f"the mutated {name} does not compile: {exc}"
+        # Nor may it use a name that does not exist (a NameError fails every test).
+        ruff = PROJECT / ".venv" / "bin" / "ruff"
+        check = subprocess.run(
+            [str(ruff), "check", "--quiet", "--no-cache", "--select", "F821", "--stdin-filename", name, "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check.returncode != 0:
+            return f"the mutated {name} uses an undefined name: {check.stdout.strip()}"
     if name.endswith(".sh"):
         check = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True, check=False)
         if check.returncode != 0:
