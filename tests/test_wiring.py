@@ -820,8 +820,17 @@ PATH_EXEMPTIONS = {
     ("cron", "SENTRY_FILESTORE_DIR"): "celery beat only schedules tasks; the workers that run them mount the filestore",
     ("migrate", "SENTRY_FILESTORE_DIR"): "`sentry upgrade` and createuser write no files",
 }
-# Directories the program writes to: their mount must be writable.
-WRITTEN = {"SENTRY_FILESTORE_DIR", "PGDATA", "REDIS_DATA_DIR", "HOME"}
+# Directories a program writes to: their mount must be writable. None: in every
+# container that names it; otherwise only in the containers listed.
+WRITTEN: dict[str, set[str] | None] = {
+    "SENTRY_FILESTORE_DIR": None,
+    "PGDATA": None,
+    "REDIS_DATA_DIR": None,
+    "HOME": None,
+    "BACKUP_DIR": {"backup"},  # the dump is written there
+}
+# ... and directories some containers must not be able to change.
+READ_ONLY = {"BACKUP_DIR": {"restore", "offsite"}}  # a restore or an upload never alters a dump
 
 
 def _mount_for(container: dict, path: str) -> dict | None:
@@ -847,10 +856,13 @@ def test_every_path_in_the_environment_is_on_a_mount_of_that_container(case: Cas
                 where = f"{pod.where} {container['name']} {variable}={path}"
                 mount = _mount_for(container, path)
                 assert mount, f"{where}: not on any volume mount"
-                if variable in WRITTEN:
+                writers = WRITTEN.get(variable, set())
+                if writers is None or container["name"] in writers:
                     assert not mount.get("readOnly"), f"{where}: written, but mounted read-only"
+                if container["name"] in READ_ONLY.get(variable, set()):
+                    assert mount.get("readOnly"), f"{where}: must be mounted read-only"
                 checked.add(variable)
-    assert {"SENTRY_CONF", "SENTRY_FILESTORE_DIR", "PGDATA"} <= checked
+    assert {"SENTRY_CONF", "SENTRY_FILESTORE_DIR", "PGDATA", "BACKUP_DIR"} <= checked
 
 
 def test_every_mount_is_a_volume_of_its_pod_backed_by_an_object_in_dist(case: Case) -> None:
