@@ -1,9 +1,9 @@
 """Wiring: the objects in dist/ point at each other correctly, checked as properties.
 
-Nothing here lists object names or copies values from the output. Each property is
-derived from the output itself (a host variable names a Service, the Service selects
-pods, the pods serve the port), from the settings file's source (what sentry.conf.py
-reads) or from the configuration (a changed value arrives). They run on three
+No expectation is copied from the output, and no object is looked up by name. Each
+property is derived from the output itself (a host variable names a Service, the
+Service selects pods, the pods serve the port), from the settings file's source (what
+sentry.conf.py reads) or from the configuration (a changed value arrives). They run on three
 configurations: the default one, the one with every option on, and a "tuned" one
 where every name, credential source and number these properties follow differs from
 the defaults (another release and namespace, an existing Secret, other replicas and
