@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup synth synth-cli test lint validate imports bench clean
+.PHONY: setup synth synth-cli test lint validate imports bench mutants clean
 
 setup:            ## install everything (venv, npm CLI, test servers) and synthesize dist/
 	tools/setup.sh
@@ -21,8 +21,9 @@ test:             ## lint, the whole test suite, then validate dist/
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory validate
 
-validate: synth   ## dist/: strict schemas (Kubernetes 1.27, 1.35, 1.36, 1.37) and checkov, offline
+validate: synth   ## dist/ and the tests' configurations: strict schemas (Kubernetes 1.27, 1.35, 1.36, 1.37) and checkov, offline
 	$(PY) tools/validate.py dist
+	$(PY) -m pytest -m validate -q
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -30,6 +31,9 @@ lint:
 bench:            ## benchmarks: synth time, backup/restore on ~1 GB (prints figures)
 	$(PY) tools/bench_synth.py
 	$(PY) tools/bench_backup.py
+
+mutants:          ## mutation check: the suite (no snapshot) must catch each bug in tools/mutants.yaml (slow)
+	$(PY) tools/mutants.py --jobs 2
 
 imports:          ## regenerate imports/k8s offline
 	tools/import-k8s.sh

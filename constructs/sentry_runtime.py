@@ -216,7 +216,7 @@ class SentryRuntime(Construct):
     def _filestore_settings(self) -> dict[str, str]:
         files = self.props.config.filestore
         if files.backend == "filesystem":
-            return {"SENTRY_FILESTORE_BACKEND": "filesystem", "SENTRY_FILESTORE_DIR": FILESTORE_MOUNT}
+            return {"SENTRY_FILESTORE_DIR": FILESTORE_MOUNT}
         if files.backend == "s3":
             s3 = files.s3
             named = {
@@ -226,10 +226,10 @@ class SentryRuntime(Construct):
                 "SENTRY_S3_ACCESS_KEY_ID": s3.access_key_id,
                 "SENTRY_S3_ADDRESSING_STYLE": s3.addressing_style if s3.addressing_style != "auto" else "",
             }
-            return {"SENTRY_FILESTORE_BACKEND": "s3", **{k: v for k, v in named.items() if v}}
+            return {k: v for k, v in named.items() if v}
         gcs = files.gcs
         named = {"SENTRY_GCS_BUCKET": gcs.bucket, "SENTRY_GCS_PROJECT_ID": gcs.project_id}
-        return {"SENTRY_FILESTORE_BACKEND": "gcs", **{k: v for k, v in named.items() if v}}
+        return {k: v for k, v in named.items() if v}
 
     def pod_annotations(self) -> dict[str, str]:
         return {CHECKSUM_ANNOTATION: self.checksum}

@@ -49,7 +49,6 @@ def test_s3_filestore_has_no_claim_and_keeps_the_secret_key_in_the_secret(tmp_pa
     assert len(containers) >= 3
     for container in containers:
         env = _env(container)
-        assert env["SENTRY_FILESTORE_BACKEND"]["value"] == "s3"
         assert env["SENTRY_S3_BUCKET"]["value"] == "sentry-files"
         assert env["SENTRY_S3_ADDRESSING_STYLE"]["value"] == "path"
         assert (

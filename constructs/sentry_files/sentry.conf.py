@@ -15,9 +15,10 @@
 #   SENTRY_DB_USER (sentry), SENTRY_DB_PASSWORD
 #   SENTRY_REDIS_HOST (required), SENTRY_REDIS_PORT (6379), SENTRY_REDIS_PASSWORD,
 #   SENTRY_REDIS_DB (0)
-#   SENTRY_FILESTORE_BACKEND (filesystem | s3 | gcs), SENTRY_FILESTORE_DIR (/var/lib/sentry/files),
-#   SENTRY_S3_BUCKET, SENTRY_S3_REGION, SENTRY_S3_ENDPOINT_URL, SENTRY_S3_ADDRESSING_STYLE,
-#   SENTRY_S3_ACCESS_KEY_ID, SENTRY_S3_SECRET_ACCESS_KEY, SENTRY_GCS_BUCKET, SENTRY_GCS_PROJECT_ID
+#   SENTRY_FILESTORE_DIR (/var/lib/sentry/files); or the s3 filestore: SENTRY_S3_BUCKET,
+#   SENTRY_S3_REGION, SENTRY_S3_ENDPOINT_URL, SENTRY_S3_ADDRESSING_STYLE,
+#   SENTRY_S3_ACCESS_KEY_ID, SENTRY_S3_SECRET_ACCESS_KEY; or the gcs one: SENTRY_GCS_BUCKET,
+#   SENTRY_GCS_PROJECT_ID
 #   SENTRY_STATSD_HOST (empty: no metrics), SENTRY_STATSD_PORT (9125)
 #   SENTRY_URL_PREFIX, SENTRY_SINGLE_ORGANIZATION (true), SENTRY_USE_SSL (false),
 #   SENTRY_TRUSTED_PROXY (false: trust X-Forwarded-Host/-For only behind the Ingress)
@@ -183,37 +184,33 @@ SENTRY_RATELIMITER = "sentry.ratelimits.redis.RedisRateLimiter"
 ################
 
 # Release files, source maps and debug files: a volume shared by the Sentry pods, or a
-# bucket (Sentry's own s3 and gcs backends, sentry/filestore/{s3,gcs}.py in 9.1.2).
-filestore_backend = _text("SENTRY_FILESTORE_BACKEND", "filesystem")
-if filestore_backend == "filesystem":
-    filestore_options = {"location": _text("SENTRY_FILESTORE_DIR", "/var/lib/sentry/files")}
-elif filestore_backend == "s3":
-    filestore_options = {
-        "bucket_name": _required("SENTRY_S3_BUCKET", "the bucket of the s3 filestore."),
+# bucket (Sentry's own s3 and gcs backends, sentry/filestore/{s3,gcs}.py in 9.1.2). The
+# bucket variable that is set chooses the backend.
+s3_bucket = _text("SENTRY_S3_BUCKET")
+gcs_bucket = _text("SENTRY_GCS_BUCKET")
+if s3_bucket:
+    SENTRY_OPTIONS["filestore.backend"] = "s3"
+    s3_options = {
+        "bucket_name": s3_bucket,
         # The backend's own default ACL is public-read: debug files and source maps are not public.
         "default_acl": "private",
         "signature_version": "s3v4",
+        "region_name": _text("SENTRY_S3_REGION"),
+        "endpoint_url": _text("SENTRY_S3_ENDPOINT_URL"),
+        "addressing_style": _text("SENTRY_S3_ADDRESSING_STYLE"),
+        # Without keys, boto3 uses the pod's own identity (IAM role for service accounts).
+        "access_key": _text("SENTRY_S3_ACCESS_KEY_ID"),
+        "secret_key": _secret("SENTRY_S3_SECRET_ACCESS_KEY"),
     }
-    for option, name in (
-        ("region_name", "SENTRY_S3_REGION"),
-        ("endpoint_url", "SENTRY_S3_ENDPOINT_URL"),
-        ("addressing_style", "SENTRY_S3_ADDRESSING_STYLE"),
-        ("access_key", "SENTRY_S3_ACCESS_KEY_ID"),
-    ):
-        if _text(name):
-            filestore_options[option] = _text(name)
-    if _secret("SENTRY_S3_SECRET_ACCESS_KEY"):
-        filestore_options["secret_key"] = _secret("SENTRY_S3_SECRET_ACCESS_KEY")
-    # Without keys, boto3 uses the pod's own identity (IAM role for service accounts).
-elif filestore_backend == "gcs":
+    SENTRY_OPTIONS["filestore.options"] = dict((k, v) for k, v in s3_options.items() if v)
+elif gcs_bucket:
     # Credentials: GOOGLE_APPLICATION_CREDENTIALS (a mounted key), or the pod's identity.
-    filestore_options = {"bucket_name": _required("SENTRY_GCS_BUCKET", "the bucket of the gcs filestore.")}
-    if _text("SENTRY_GCS_PROJECT_ID"):
-        filestore_options["project_id"] = _text("SENTRY_GCS_PROJECT_ID")
+    SENTRY_OPTIONS["filestore.backend"] = "gcs"
+    gcs_options = {"bucket_name": gcs_bucket, "project_id": _text("SENTRY_GCS_PROJECT_ID")}
+    SENTRY_OPTIONS["filestore.options"] = dict((k, v) for k, v in gcs_options.items() if v)
 else:
-    _fail("SENTRY_FILESTORE_BACKEND must be filesystem, s3 or gcs, not " + repr(filestore_backend))
-SENTRY_OPTIONS["filestore.backend"] = filestore_backend
-SENTRY_OPTIONS["filestore.options"] = filestore_options
+    SENTRY_OPTIONS["filestore.backend"] = "filesystem"
+    SENTRY_OPTIONS["filestore.options"] = {"location": _text("SENTRY_FILESTORE_DIR", "/var/lib/sentry/files")}
 
 ###########
 # Metrics #
