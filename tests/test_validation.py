@@ -56,7 +56,7 @@ def _checkov(path: Path) -> dict:
     try:
         return run_checkov(path)
     except CheckovMissing:
-        pytest.fail(f"checkov is not installed at {CHECKOV}: run tools/setup.sh (it creates .venv-checkov)")
+        pytest.fail(f"checkov is not installed at {CHECKOV}: run `make test-setup` (tools/setup-test.sh makes it)")
 
 
 def test_checkov_finds_no_failed_check(any_dist: Dist) -> None:
