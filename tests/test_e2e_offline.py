@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from tests.e2e_fake_sentry import (
     fixture_text,
     parse_sentry_auth,
 )
+from tests.servers import free_port
 from tools import e2e_http
 from tools.e2e_http import E2EError, SentryClient
 
@@ -114,6 +116,96 @@ def test_e2e_script_stops_at_a_failed_cluster_start_and_tears_down(tmp_path: Pat
     assert rows["teardown"] == ("SKIP" if keep else "PASS")
     assert result.stdout.rstrip().endswith("e2e: FAILED")
     assert not list(tmp_path.glob("sentry-e2e.*")), "the work folder is removed"
+
+
+def _project_copy(tmp_path: Path) -> Path:
+    """What `make synth` and tools/e2e.sh use, in a scratch folder: the run rewrites dist/."""
+    copy = tmp_path / "project"
+    (copy / "tools").mkdir(parents=True)
+    for name in ("main.py", "Makefile"):
+        shutil.copy(PROJECT_DIR / name, copy / name)
+    for name in ("constructs", "imports", "config"):
+        shutil.copytree(PROJECT_DIR / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("e2e.sh", "e2e_http.py", "e2e_values.py"):
+        shutil.copy(PROJECT_DIR / "tools" / name, copy / "tools" / name)
+    (copy / ".venv").symlink_to(PROJECT_DIR / ".venv")
+    return copy
+
+
+def test_e2e_script_runs_its_whole_course_against_a_stub_cluster(tmp_path: Path) -> None:
+    """Every check, in order, with kubectl and minikube answered by tests/e2e_stub_cluster.py
+    and the HTTP steps by the fake Sentry: the script's course, its parsing of the backup and
+    restore logs, its network probe (run for real on local ports) and its verdict."""
+    stub_dir = tmp_path / "stub"
+    bin_dir = tmp_path / "bin"
+    stub_dir.mkdir()
+    bin_dir.mkdir()
+    stub = PROJECT_DIR / "tests" / "e2e_stub_cluster.py"
+    for tool in ("minikube", "kubectl", "docker"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{stub}" {tool} "$@"\n')
+    # python3 too, to see its command lines (the password must not be in them).
+    log = stub_dir / "calls.log"
+    (bin_dir / "python3").write_text(f'#!/bin/sh\necho "python3 $*" >>"{log}"\nexec "{sys.executable}" "$@"\n')
+    for path in bin_dir.iterdir():
+        path.chmod(0o755)
+    project = _project_copy(tmp_path)
+    with fake_sentry(FakeSentry(event_delay_polls=1)) as sentry:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SENTRY_K8S_")},
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "TMPDIR": str(tmp_path),
+            "SENTRY_K8S_SECRETS_FILE": str(tmp_path / "secrets.yaml"),
+            "E2E_SETTLE_SECONDS": "1",
+            "E2E_STUB_DIR": str(stub_dir),
+            "E2E_STUB_URL": sentry.base_url,
+            "E2E_STUB_PASSWORD": ADMIN_PASSWORD,
+            "E2E_STUB_PORTS": f"web={sentry.base_url.rsplit(':', 1)[1]},postgresql={free_port()},redis={free_port()}",
+        }
+        result = subprocess.run(
+            ["bash", str(project / "tools" / "e2e.sh"), "--profile", "e2e-test"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    table = result.stdout[result.stdout.rindex("CHECK ") :]
+    rows = {line.split()[0]: line.split(maxsplit=2)[1:] for line in table.splitlines()[2:-1]}
+    assert list(rows) == [
+        "cluster",
+        "image",
+        "deploy",
+        "login",
+        "event",
+        "zero-downtime",
+        "backup-restore",
+        "network-policies",
+        "teardown",
+    ]
+    assert {state for state, *_ in rows.values()} == {"PASS"}, table
+    assert re.match(r"[1-9][0-9]* requests, 0 errors", rows["zero-downtime"][1])
+    assert rows["network-policies"][1].endswith("postgresql blocked redis blocked web open ")
+
+    state = json.loads((stub_dir / "state.json").read_text())
+    # The restore Job that was applied names the dump the backup Job logged.
+    assert "sentry-20261130T075300Z.sql.gz" in state["restore_manifest"]
+    assert (stub_dir / "probe-targets.txt").read_text().split() == [
+        "postgresql:sentry-postgresql.sentry.svc.cluster.local:5432",
+        "redis:sentry-redis.sentry.svc.cluster.local:6379",
+        "web:sentry-web.sentry.svc.cluster.local:9000",
+    ]
+    calls = (stub_dir / "calls.log").read_text()
+    assert "minikube start -p e2e-test --memory=4000mb --cpus=2 --cni=calico" in calls
+    assert "-n sentry rollout restart deployment/sentry-web deployment/sentry-worker" in calls
+    assert "kubectl --context e2e-test -n sentry create job --from=cronjob/sentry-backup" in calls
+    assert "minikube delete -p e2e-test" in calls
+    assert ADMIN_PASSWORD not in calls
+    assert ADMIN_PASSWORD not in output
+    # Both the event sent before the backup and the login after the restore reached Sentry.
+    assert len(sentry.stored) == 1
+    assert len(sentry.sessions) >= 4
 
 
 # -- pure steps, on the recorded login page and API answers ------------------------------
@@ -268,7 +360,8 @@ def test_send_and_wait_for_an_event_through_the_command_line(
         assert sent == {"org": "sentry", "project": "e2e", "project_id": "2", "event_id": sent["event_id"]}
         assert [e["event_id"] for e in sentry.stored] == [sent["event_id"]]
         assert sentry.store_auth[0]["sentry_key"] == PUBLIC_KEY
-        assert e2e_http.main(["wait-event", *common, "--state", str(state), "--timeout", "60"]) == 0
+        waiting = ["wait-event", *common, "--state", str(state), "--timeout", "60", "--interval", "0.05"]
+        assert e2e_http.main(waiting) == 0
         assert sentry.events_polls == 3  # listed on the first poll after the "worker" ran
         # A second run finds the project instead of creating it again.
         assert e2e_http.main(["send-event", *common, "--state", str(state)]) == 0

@@ -33,7 +33,7 @@ usage() {
     "Needs minikube, kubectl, Docker, python3 and make, and a set-up project (make setup)." \
     "Timeouts in seconds, from the environment: E2E_START_TIMEOUT (900), E2E_IMAGE_TIMEOUT (1800)," \
     "E2E_DEPLOY_TIMEOUT (3600: pulls and migrations), E2E_ROLLOUT_TIMEOUT (900), E2E_EVENT_TIMEOUT (300)," \
-    "E2E_JOB_TIMEOUT (1200: backup and restore Jobs)."
+    "E2E_JOB_TIMEOUT (1200: backup and restore Jobs), E2E_SETTLE_SECONDS (10: requests before and after the rollout)."
 }
 
 profile=sentry-e2e
@@ -58,6 +58,7 @@ deploy_timeout="${E2E_DEPLOY_TIMEOUT:-3600}"
 rollout_timeout="${E2E_ROLLOUT_TIMEOUT:-900}"
 event_timeout="${E2E_EVENT_TIMEOUT:-300}"
 job_timeout="${E2E_JOB_TIMEOUT:-1200}"
+settle="${E2E_SETTLE_SECONDS:-10}" # requests before and after the rollout, as a baseline
 
 # Everything that is missing, in one message, before anything is started.
 missing=()
@@ -272,7 +273,7 @@ check_zero_downtime() {
     --max-seconds "$((2 * rollout_timeout + 120))" >"$work/watch.out" 2>&1 &
   pid=$!
   bg_pids+=("$pid")
-  sleep 5 # requests before the rollout, as a baseline
+  sleep "$settle" # requests before the rollout, as a baseline
   if ! k rollout restart "deployment/$release-web" "deployment/$release-worker" || ! rollouts web worker; then
     touch "$stop"
     wait "$pid" || true
@@ -280,7 +281,7 @@ check_zero_downtime() {
     detail="the rollout did not finish"
     return 1
   fi
-  sleep 10 # and after it: the old pods' endpoints are gone by now
+  sleep "$settle" # and after it, when the old pods' endpoints are gone
   touch "$stop"
   wait "$pid" || rc=$?
   cat "$work/watch.out"

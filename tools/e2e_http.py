@@ -415,7 +415,7 @@ def _cmd_wait_event(args: argparse.Namespace) -> str:
     state = json.loads(Path(args.state).read_text(encoding="utf-8"))
     client, _ = _logged_in(args)
     started = time.monotonic()
-    event = client.wait_for_event(state["org"], state["project"], state["event_id"], args.timeout)
+    event = client.wait_for_event(state["org"], state["project"], state["event_id"], args.timeout, args.interval)
     return (
         f"event {state['event_id']} listed in {state['org']}/{state['project']} after "
         f"{time.monotonic() - started:.0f}s (group {event.get('groupID')}, message {event.get('message')!r})"
@@ -451,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     p = command("wait-event", _cmd_wait_event, "wait until the events API lists the event in --state")
     p.add_argument("--state", required=True)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--interval", type=float, default=3, help="seconds between two looks at the events list")
     p = command("watch", _cmd_watch, "request /_health/ and the login page until --stop-file exists", session=False)
     p.add_argument("--stop-file", required=True)
     p.add_argument("--report", required=True, help="JSON file for the counts")
