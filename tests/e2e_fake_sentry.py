@@ -6,7 +6,7 @@ client that sends the wrong thing fails here as it would on a cluster:
 
 - the login POST must carry the `sc` cookie and the same token in `csrfmiddlewaretoken`
   (Django's CsrfViewMiddleware, else 403), `op=login`, and the right credentials (else
-  the page again, status 200); success is a 302 with a session cookie;
+  the page again, status 200); success is a 302 to /auth/login/ with a session cookie;
 - the API wants that session cookie (else 401), and on POST an X-CSRFToken header equal
   to the `sc` cookie (REST framework's SessionAuthentication, else 403);
 - the store API wants an X-Sentry-Auth header with the project's key and secret
@@ -171,7 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
             302,
             b"",
             "text/html; charset=utf-8",
-            {"Location": self.server.state.base_url + "/", "Set-Cookie": f"sentrysid={session}; httponly; Path=/"},
+            # auth.get_login_redirect() falls back to the login URL; Django 1.6 makes it absolute.
+            {
+                "Location": self.server.state.base_url + "/auth/login/",
+                "Set-Cookie": f"sentrysid={session}; httponly; Path=/",
+            },
         )
 
     # -- the API ----------------------------------------------------------------
