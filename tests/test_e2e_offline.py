@@ -11,8 +11,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import urllib.parse
 from pathlib import Path
 
@@ -79,13 +81,13 @@ def test_e2e_script_names_every_missing_tool_before_touching_anything(tmp_path: 
     assert not (tmp_path / ".minikube").exists()
 
 
-def _stub_tools(tmp_path: Path) -> tuple[Path, Path]:
-    """minikube, kubectl and docker stand-ins that log their arguments; `minikube start` fails."""
+def _stub_tools(tmp_path: Path, start: str = "exit 1") -> tuple[Path, Path]:
+    """minikube, kubectl and docker stand-ins that log their arguments; `minikube start` runs `start`."""
     bin_dir = tmp_path / "stubs"
     bin_dir.mkdir()
     calls = tmp_path / "calls.log"
     for tool, script in {
-        "minikube": 'case "$1" in profile) echo \'{"invalid":[],"valid":[]}\' ;; start) exit 1 ;; esac',
+        "minikube": f'case "$1" in profile) echo \'{{"invalid":[],"valid":[]}}\' ;; start) {start} ;; esac',
         "kubectl": "exit 0",
         "docker": "exit 0",
     }.items():
@@ -116,6 +118,37 @@ def test_e2e_script_stops_at_a_failed_cluster_start_and_tears_down(tmp_path: Pat
     assert rows["teardown"] == ("SKIP" if keep else "PASS")
     assert result.stdout.rstrip().endswith("e2e: FAILED")
     assert not list(tmp_path.glob("sentry-e2e.*")), "the work folder is removed"
+
+
+def test_e2e_script_interrupted_still_tears_down_and_reports(tmp_path: Path) -> None:
+    bin_dir, calls = _stub_tools(tmp_path, start="sleep 120")
+    script = subprocess.Popen(
+        ["bash", str(E2E_SH), "--profile", "e2e-test"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches it
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(tmp_path)},
+    )
+    try:
+        for _ in range(600):  # until the stub's `minikube start` is running (bounded)
+            if calls.exists() and "minikube start" in calls.read_text():
+                break
+            if script.poll() is not None:
+                break
+            threading.Event().wait(0.1)
+        assert script.poll() is None, "the script ended before minikube start"
+        os.killpg(script.pid, signal.SIGINT)
+        out, err = script.communicate(timeout=60)
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+    assert script.returncode == 1, out + err
+    assert "minikube delete -p e2e-test" in calls.read_text()
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.split()[:1]}
+    assert rows["aborted"] == "FAIL"
+    assert rows["teardown"] == "PASS"
+    assert out.rstrip().endswith("e2e: FAILED")
 
 
 def _project_copy(tmp_path: Path) -> Path:

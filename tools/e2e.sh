@@ -31,7 +31,7 @@ usage() {
     "  --skip-image    do not build images/sentry-auth into the cluster" \
     "" \
     "Needs minikube, kubectl, Docker, python3 and make, and a set-up project (make setup)." \
-    "Timeouts in seconds, from the environment: E2E_START_TIMEOUT (900), E2E_IMAGE_TIMEOUT (1800)," \
+    "Timeouts in seconds, from the environment: E2E_START_TIMEOUT (900: minikube's --wait-timeout), E2E_IMAGE_TIMEOUT (1800)," \
     "E2E_DEPLOY_TIMEOUT (3600: pulls and migrations), E2E_ROLLOUT_TIMEOUT (900), E2E_EVENT_TIMEOUT (300)," \
     "E2E_JOB_TIMEOUT (1200: backup and restore Jobs), E2E_SETTLE_SECONDS (10: requests before and after the rollout)."
 }
@@ -73,8 +73,8 @@ fi
 [[ -x .venv/bin/python ]] || { echo "e2e: the project is not set up: run make setup first" >&2; exit 1; }
 [[ -f $config ]] || { echo "e2e: no values file $config" >&2; exit 1; }
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/sentry-e2e.XXXXXX")"
 values="$(.venv/bin/python tools/e2e_values.py show "$config")" || { echo "e2e: cannot read $config" >&2; exit 1; }
+work="$(mktemp -d "${TMPDIR:-/tmp}/sentry-e2e.XXXXXX")"
 value() { sed -n "s/^$1=//p" <<<"$values"; }
 ns="$(value namespace)"
 release="$(value release)"
@@ -86,6 +86,7 @@ probe_ns="$ns-e2e-probe"
 url=""
 admin_pw=""
 existed=0
+touched_cluster=0
 bg_pids=()
 
 # kubectl on this profile's context only, so another current context is never touched.
@@ -195,9 +196,12 @@ rollouts() {
   done
 }
 
+# The pods of these components that are not on their way out: a worker keeps running
+# for up to its grace period (300 s) after a rollout has finished.
 pods_of() {
   k get pods -l "app.kubernetes.io/instance=$release,app.kubernetes.io/component in ($1)" \
-    -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | sort
+    -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{"\n"}{end}' |
+    awk 'NF == 1 {print $1}' | sort
 }
 
 # ---------------------------------------------------------------------------------------
@@ -211,8 +215,10 @@ check_cluster() {
     existed=1
     detail="reused profile $profile; "
   fi
+  touched_cluster=1 # from here on, even an interrupted start leaves something to delete
   # The README's flags; --cni=calico because the default CNI ignores NetworkPolicies.
-  timeout "$start_timeout" minikube start -p "$profile" --memory=4000mb --cpus=2 --cni=calico --wait=all ||
+  # minikube's own timeout rather than `timeout`, which would keep Ctrl-C from reaching it.
+  minikube start -p "$profile" --memory=4000mb --cpus=2 --cni=calico --wait=all --wait-timeout="${start_timeout}s" ||
     { detail+="minikube start failed"; return 1; }
   kc -n kube-system rollout status daemonset/calico-node --timeout=300s ||
     { detail+="calico-node is not ready"; return 1; }
@@ -220,7 +226,7 @@ check_cluster() {
 }
 
 check_image() {
-  timeout "$image_timeout" minikube -p "$profile" image build -t "$auth_image" images/sentry-auth ||
+  timeout --foreground "$image_timeout" minikube -p "$profile" image build -t "$auth_image" images/sentry-auth ||
     { detail="minikube image build failed"; return 1; }
   minikube -p "$profile" image ls | grep -q "${auth_image%:*}" || { detail="$auth_image not in the cluster after the build"; return 1; }
   detail="built $auth_image"
@@ -388,14 +394,26 @@ teardown() {
   fi
 }
 
+finished=0
 finish() {
+  finished=1
   local pid
   for pid in "${bg_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  if [[ $(state_of cluster) != NONE ]]; then teardown; fi
+  ((!touched_cluster)) || teardown
   rm -rf "$work"
   summary
 }
-trap 'record interrupted FAIL "stopped by a signal"; trap - EXIT; finish; exit 130' INT TERM
+# Whatever ends the script early (a signal, an unexpected error), the cluster is still
+# torn down and the table printed.
+on_exit() {
+  local rc=$?
+  ((finished)) && return "$rc"
+  record aborted FAIL "the script stopped early (status $rc)"
+  finish || true
+  exit 1
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
 
 run_check cluster check_cluster
 if ((skip_image)); then record image SKIP "--skip-image"; else run_check image check_image cluster; fi
