@@ -1,6 +1,6 @@
-"""Stand-ins for `minikube` and `kubectl`, so tools/e2e.sh can run its whole course offline.
+"""Stand-ins for `minikube`, `kind`, `docker` and `kubectl`, so tools/e2e.sh can run its whole course offline.
 
-tests/test_e2e_offline.py puts small wrappers named minikube, kubectl and docker on the
+tests/test_e2e_offline.py puts small wrappers named after those tools on the
 PATH that call this file. It logs every command line to $E2E_STUB_DIR/calls.log and
 answers the calls the script makes the way a healthy cluster would, with the output
 formats of the real programs where the script parses them (the backup and restore logs
@@ -47,6 +47,20 @@ def minikube(args: list[str]) -> int:
     elif "image" in args and "ls" in args:
         print("docker.io/sentry-k8s/sentry-auth:9.1.2")
     return 0  # start, image build, delete
+
+
+def kind(args: list[str]) -> int:
+    if args[:2] == ["create", "cluster"]:
+        state = _state()
+        state["kind_config"] = sys.stdin.read()
+        _save(state)
+    return 0  # get clusters (none), load docker-image, delete cluster
+
+
+def docker(args: list[str]) -> int:
+    if args[:1] == ["port"]:  # where the kind node publishes the web NodePort
+        print(os.environ["E2E_STUB_URL"].removeprefix("http://"))
+    return 0  # build
 
 
 def kubectl(args: list[str]) -> int:
@@ -130,4 +144,4 @@ if __name__ == "__main__":
     tool, *argv = sys.argv[1:]
     with (STATE_DIR / "calls.log").open("a") as log:
         log.write(" ".join([tool, *argv]) + "\n")
-    sys.exit(minikube(argv) if tool == "minikube" else kubectl(argv) if tool == "kubectl" else 0)
+    sys.exit({"minikube": minikube, "kind": kind, "docker": docker, "kubectl": kubectl}[tool](argv))

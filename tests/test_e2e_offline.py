@@ -19,6 +19,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import PROJECT_DIR
 from tests.e2e_fake_sentry import (
@@ -165,7 +166,8 @@ def _project_copy(tmp_path: Path) -> Path:
     return copy
 
 
-def test_e2e_script_runs_its_whole_course_against_a_stub_cluster(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cluster", ["minikube", "kind"])
+def test_e2e_script_runs_its_whole_course_against_a_stub_cluster(tmp_path: Path, cluster: str) -> None:
     """Every check, in order, with kubectl and minikube answered by tests/e2e_stub_cluster.py
     and the HTTP steps by the fake Sentry: the script's course, its parsing of the backup and
     restore logs, its network probe (run for real on local ports) and its verdict."""
@@ -174,7 +176,7 @@ def test_e2e_script_runs_its_whole_course_against_a_stub_cluster(tmp_path: Path)
     stub_dir.mkdir()
     bin_dir.mkdir()
     stub = PROJECT_DIR / "tests" / "e2e_stub_cluster.py"
-    for tool in ("minikube", "kubectl", "docker"):
+    for tool in ("minikube", "kind", "kubectl", "docker"):
         (bin_dir / tool).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{stub}" {tool} "$@"\n')
     # python3 too, to see its command lines (the password must not be in them).
     log = stub_dir / "calls.log"
@@ -195,7 +197,13 @@ def test_e2e_script_runs_its_whole_course_against_a_stub_cluster(tmp_path: Path)
             "E2E_STUB_PORTS": f"web={sentry.base_url.rsplit(':', 1)[1]},postgresql={free_port()},redis={free_port()}",
         }
         result = subprocess.run(
-            ["bash", str(project / "tools" / "e2e.sh"), "--profile", "e2e-test"],
+            [
+                "bash",
+                str(project / "tools" / "e2e.sh"),
+                "--profile",
+                "e2e-test",
+                *(["--kind"] if cluster == "kind" else []),
+            ],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -230,10 +238,22 @@ def test_e2e_script_runs_its_whole_course_against_a_stub_cluster(tmp_path: Path)
         "web:sentry-web.sentry.svc.cluster.local:9000",
     ]
     calls = (stub_dir / "calls.log").read_text()
-    assert "minikube start -p e2e-test --memory=4000mb --cpus=2 --cni=calico" in calls
-    assert "-n sentry rollout restart deployment/sentry-web deployment/sentry-worker" in calls
-    assert "kubectl --context e2e-test -n sentry create job --from=cronjob/sentry-backup" in calls
-    assert "minikube delete -p e2e-test" in calls
+    context = "e2e-test" if cluster == "minikube" else "kind-e2e-test"
+    if cluster == "minikube":
+        assert "minikube start -p e2e-test --memory=4000mb --cpus=2 --cni=calico" in calls
+        assert "minikube -p e2e-test image build -t sentry-k8s/sentry-auth:9.1.2 images/sentry-auth" in calls
+        assert "minikube delete -p e2e-test" in calls
+    else:
+        assert "kind create cluster --name e2e-test" in calls
+        kind_config = yaml.safe_load(state["kind_config"])
+        assert kind_config["networking"]["disableDefaultCNI"] is True
+        assert kind_config["nodes"][0]["extraPortMappings"][0]["containerPort"] == 30000
+        assert f"kubectl --context {context} apply -f https://raw.githubusercontent.com/projectcalico/" in calls
+        assert "kind load docker-image sentry-k8s/sentry-auth:9.1.2 --name e2e-test" in calls
+        assert "kind delete cluster --name e2e-test" in calls
+        assert "minikube" not in calls
+    assert f"kubectl --context {context} -n sentry rollout restart deployment/sentry-web deployment/sentry-" in calls
+    assert f"kubectl --context {context} -n sentry create job --from=cronjob/sentry-backup" in calls
     assert ADMIN_PASSWORD not in calls
     assert ADMIN_PASSWORD not in output
     # Both the event sent before the backup and the login after the restore reached Sentry.

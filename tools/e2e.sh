@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# make e2e: prove the stack on a real minikube, end to end, and print a verdict.
+# make e2e: prove the stack on a real minikube (or kind), end to end, and print a verdict.
 #
-# Starts minikube as the README does (plus a profile of its own), builds the login image
-# into it, synthesizes dist/ and applies it, waits with bounded timeouts, then checks:
+# Starts minikube as the README does (plus a profile of its own), or with --kind a kind
+# cluster with Calico, builds the login image into it, synthesizes dist/ and applies it,
+# waits with bounded timeouts, then checks:
 #   login            the form at /auth/login/sentry/, then an authenticated API call
 #   event            an event through the store API shows up in the events API:
 #                    web -> Redis -> worker -> PostgreSQL
@@ -22,27 +23,31 @@ cd "$root"
 
 usage() {
   printf '%s\n' \
-    "usage: tools/e2e.sh [--keep] [--profile NAME] [--config FILE] [--skip-image]" \
+    "usage: tools/e2e.sh [--kind] [--keep] [--profile NAME] [--config FILE] [--skip-image]" \
     "" \
+    "  --kind          a kind cluster instead of minikube: no default CNI, Calico installed, the" \
+    "                  web NodePort mapped to 127.0.0.1 (E2E_CALICO_MANIFEST overrides the URL)" \
     "  --keep          leave the cluster (and the deployment) running afterwards" \
-    "  --profile NAME  minikube profile (default: sentry-e2e); an existing profile is reused," \
-    "                  and then only the namespaces are deleted at the end, not the cluster" \
+    "  --profile NAME  minikube profile or kind cluster name (default: sentry-e2e); an existing" \
+    "                  one is reused, and then only the namespaces are deleted at the end" \
     "  --config FILE   values file to deploy (default: config/minikube.yaml)" \
     "  --skip-image    do not build images/sentry-auth into the cluster" \
     "" \
-    "Needs minikube, kubectl, Docker, python3 and make, and a set-up project (make setup)." \
+    "Needs minikube (or kind), kubectl, Docker, python3 and make, and a set-up project (make setup)." \
     "Timeouts in seconds, from the environment: E2E_START_TIMEOUT (900: minikube's --wait-timeout), E2E_IMAGE_TIMEOUT (1800)," \
     "E2E_DEPLOY_TIMEOUT (3600: pulls and migrations), E2E_ROLLOUT_TIMEOUT (900), E2E_EVENT_TIMEOUT (300)," \
     "E2E_JOB_TIMEOUT (1200: backup and restore Jobs), E2E_SETTLE_SECONDS (10: requests before and after the rollout)."
 }
 
 profile=sentry-e2e
+cluster=minikube
 config=config/minikube.yaml
 keep=0
 skip_image=0
 while (($#)); do
   case $1 in
     --keep) keep=1 ;;
+    --kind) cluster=kind ;;
     --profile) profile="${2:?--profile needs a name}"; shift ;;
     --config) config="${2:?--config needs a file}"; shift ;;
     --skip-image) skip_image=1 ;;
@@ -58,11 +63,12 @@ deploy_timeout="${E2E_DEPLOY_TIMEOUT:-3600}"
 rollout_timeout="${E2E_ROLLOUT_TIMEOUT:-900}"
 event_timeout="${E2E_EVENT_TIMEOUT:-300}"
 job_timeout="${E2E_JOB_TIMEOUT:-1200}"
+calico_manifest="${E2E_CALICO_MANIFEST:-https://raw.githubusercontent.com/projectcalico/calico/v3.28.2/manifests/calico.yaml}"
 settle="${E2E_SETTLE_SECONDS:-10}" # requests before and after the rollout, as a baseline
 
 # Everything that is missing, in one message, before anything is started.
 missing=()
-for tool in minikube kubectl docker python3 make base64 timeout mktemp; do
+for tool in "$cluster" kubectl docker python3 make base64 timeout mktemp; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -82,6 +88,7 @@ admin_email="$(value admin_email)"
 secret_name="$(value secret_name)"
 auth_image="$(value auth_image)"
 postgres_image="$(value postgres_image)"
+node_port="$(value node_port)"
 probe_ns="$ns-e2e-probe"
 url=""
 admin_pw=""
@@ -89,9 +96,11 @@ existed=0
 touched_cluster=0
 bg_pids=()
 
-# kubectl on this profile's context only, so another current context is never touched.
-kc() { kubectl --context "$profile" "$@"; }
-k() { kubectl --context "$profile" -n "$ns" "$@"; }
+# kubectl on this cluster's context only, so another current context is never touched.
+context="$profile"
+[[ $cluster == minikube ]] || context="kind-$profile"
+kc() { kubectl --context "$context" "$@"; }
+k() { kubectl --context "$context" -n "$ns" "$@"; }
 log() { printf '\n==> %s\n' "$*"; }
 http() { E2E_ADMIN_PASSWORD="$admin_pw" python3 tools/e2e_http.py "$@"; }
 
@@ -209,6 +218,13 @@ pods_of() {
 # ---------------------------------------------------------------------------------------
 
 check_cluster() {
+  "${cluster}_start" || return 1
+  kc -n kube-system rollout status daemonset/calico-node --timeout=600s ||
+    { detail+="calico-node is not ready"; return 1; }
+  detail+="$cluster, Kubernetes $(kc version -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n 1) with calico, context $context"
+}
+
+minikube_start() {
   # A profile that exists already is the user's: reuse it, and at the end delete only
   # the namespaces (teardown). `minikube status` cannot tell "stopped" from "absent".
   if minikube profile list -o json 2>/dev/null | grep -q "\"Name\":\"$profile\""; then
@@ -220,16 +236,71 @@ check_cluster() {
   # minikube's own timeout rather than `timeout`, which would keep Ctrl-C from reaching it.
   minikube start -p "$profile" --memory=4000mb --cpus=2 --cni=calico --wait=all --wait-timeout="${start_timeout}s" ||
     { detail+="minikube start failed"; return 1; }
-  kc -n kube-system rollout status daemonset/calico-node --timeout=300s ||
-    { detail+="calico-node is not ready"; return 1; }
-  detail+="minikube $(kc version -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n 1) with calico, profile $profile"
+}
+
+kind_start() {
+  touched_cluster=1
+  if kind get clusters 2>/dev/null | grep -qx "$profile"; then
+    existed=1
+    detail="reused kind cluster $profile; "
+    return 0
+  fi
+  # kind's own CNI is replaced by Calico, which enforces NetworkPolicies (its default pod
+  # range is 192.168.0.0/16). The web NodePort is published on the host's loopback only.
+  kind create cluster --name "$profile" --wait "${start_timeout}s" --config - <<KIND || { detail+="kind create cluster failed"; return 1; }
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  disableDefaultCNI: true
+  podSubnet: 192.168.0.0/16
+nodes:
+  - role: control-plane
+    extraPortMappings:
+      - containerPort: $node_port
+        hostPort: $node_port
+        listenAddress: 127.0.0.1
+KIND
+  kc apply -f "$calico_manifest" >/dev/null || { detail+="cannot apply $calico_manifest"; return 1; }
 }
 
 check_image() {
-  timeout --foreground "$image_timeout" minikube -p "$profile" image build -t "$auth_image" images/sentry-auth ||
-    { detail="minikube image build failed"; return 1; }
-  minikube -p "$profile" image ls | grep -q "${auth_image%:*}" || { detail="$auth_image not in the cluster after the build"; return 1; }
+  if [[ $cluster == minikube ]]; then
+    timeout --foreground "$image_timeout" minikube -p "$profile" image build -t "$auth_image" images/sentry-auth ||
+      { detail="minikube image build failed"; return 1; }
+    minikube -p "$profile" image ls | grep -q "${auth_image%:*}" || { detail="$auth_image not in the cluster after the build"; return 1; }
+  else
+    timeout --foreground "$image_timeout" docker build -t "$auth_image" images/sentry-auth || { detail="docker build failed"; return 1; }
+    kind load docker-image "$auth_image" --name "$profile" || { detail="kind load docker-image failed"; return 1; }
+  fi
   detail="built $auth_image"
+}
+
+# The web Service from outside the cluster, as a user reaches it: through its NodePort.
+web_url() {
+  if [[ $(value service_type) == ClusterIP ]]; then
+    detail="the web Service is ClusterIP: make e2e reaches it through its NodePort (sentry.web.service_type)"
+    return 1
+  fi
+  if [[ $cluster == kind ]]; then
+    # Where Docker publishes the node's NodePort (kind_start maps it; an existing cluster may not).
+    url="$(docker port "$profile-control-plane" "$node_port/tcp" 2>/dev/null | head -n 1)"
+    [[ -n $url ]] || { detail="kind node $profile-control-plane does not publish port $node_port"; return 1; }
+    url="http://$url"
+    return 0
+  fi
+  # `minikube service --url` returns at once on Linux and keeps a tunnel open on macOS:
+  # run it in the background.
+  minikube -p "$profile" service -n "$ns" "$release-web" --url >"$work/service-url" 2>"$work/service-url.err" &
+  bg_pids+=("$!")
+  local i
+  for i in $(seq 60); do
+    url="$(grep -m 1 -o 'http://[^ ]*' "$work/service-url" || true)"
+    [[ -z $url ]] || return 0
+    sleep 1
+  done
+  cat "$work/service-url.err" >&2
+  detail="minikube service --url gave no URL"
+  return 1
 }
 
 check_deploy() {
@@ -246,17 +317,7 @@ check_deploy() {
   rollouts web worker cron || { diagnose; detail="a Sentry Deployment did not become ready"; return 1; }
   admin_pw="$(k get secret "$secret_name" -o jsonpath='{.data.admin-password}' | base64 -d)" || true
   [[ -n $admin_pw ]] || { detail="no admin-password in Secret $secret_name"; return 1; }
-  # The Service from outside the cluster, as a user reaches it. `minikube service --url`
-  # returns at once on Linux and keeps a tunnel open on macOS: run it in the background.
-  minikube -p "$profile" service -n "$ns" "$release-web" --url >"$work/service-url" 2>"$work/service-url.err" &
-  bg_pids+=("$!")
-  local i
-  for i in $(seq 60); do
-    url="$(grep -m 1 -o 'http://[^ ]*' "$work/service-url" || true)"
-    [[ -z $url ]] || break
-    sleep 1
-  done
-  [[ -n $url ]] || { cat "$work/service-url.err" >&2; detail="minikube service --url gave no URL"; return 1; }
+  web_url || return 1
   detail="ready after $((SECONDS - started))s at $url"
 }
 
@@ -378,19 +439,21 @@ check_network_policies() {
 }
 
 teardown() {
+  local delete=(minikube delete -p "$profile")
+  [[ $cluster == minikube ]] || delete=(kind delete cluster --name "$profile")
   if ((keep)); then
-    record teardown SKIP "--keep: profile $profile left running (minikube delete -p $profile)"
+    record teardown SKIP "--keep: $context left running (${delete[*]})"
   elif ((existed)); then
     # Not our cluster: remove only what this run created in it.
     if kc delete namespace "$ns" "$probe_ns" --ignore-not-found --timeout=300s >/dev/null; then
-      record teardown PASS "deleted namespaces $ns, $probe_ns from the reused profile $profile"
+      record teardown PASS "deleted namespaces $ns, $probe_ns from the reused $context"
     else
       record teardown FAIL "could not delete namespaces $ns, $probe_ns"
     fi
-  elif minikube delete -p "$profile" >/dev/null; then
-    record teardown PASS "deleted profile $profile"
+  elif "${delete[@]}" >/dev/null; then
+    record teardown PASS "deleted $cluster cluster $profile"
   else
-    record teardown FAIL "minikube delete -p $profile failed"
+    record teardown FAIL "${delete[*]} failed"
   fi
 }
 

@@ -40,6 +40,7 @@ def show(config_path: Path) -> str:
         "auth_image": sentry.auth_image,
         "postgres_image": config.postgres.image,
         "service_type": sentry.web.service_type,
+        "node_port": sentry.web.node_port,
         "network_policies": str(config.network.policies).lower(),
         "backup_enabled": str(config.postgres.backup.enabled).lower(),
         "cleanup_enabled": str(sentry.cleanup.enabled).lower(),
