@@ -5,8 +5,9 @@ where each shape comes from) and checks each request the way Sentry 9.1.2 does, 
 client that sends the wrong thing fails here as it would on a cluster:
 
 - the login POST must carry the `sc` cookie and the same token in `csrfmiddlewaretoken`
-  (Django's CsrfViewMiddleware, else 403), `op=login`, and the right credentials (else
-  the page again, status 200); success is a 302 to /auth/login/ with a session cookie;
+  (Django's CsrfViewMiddleware, else 403), `op=login`, the right credentials and the
+  session cookie the page set as a test cookie (else the page again, status 200);
+  success is a 302 to /auth/login/ with a new session cookie;
 - the API wants that session cookie (else 401), and on POST an X-CSRFToken header equal
   to the `sc` cookie (REST framework's SessionAuthentication, else 403);
 - the store API wants an X-Sentry-Auth header with the project's key and secret
@@ -65,6 +66,7 @@ class FakeSentry:
     stop_after_requests: int = 0
     requests: list[tuple[str, str]] = field(default_factory=list)
     sessions: set[str] = field(default_factory=set)
+    test_sessions: set[str] = field(default_factory=set)
     projects: list[dict[str, Any]] = field(default_factory=lambda: fixture_json("organization_projects.json"))
     stored: list[dict[str, Any]] = field(default_factory=list)
     store_auth: list[dict[str, str]] = field(default_factory=list)
@@ -84,11 +86,11 @@ class _Handler(BaseHTTPRequestHandler):
         jar = SimpleCookie(self.headers.get("Cookie", ""))
         return {k: m.value for k, m in jar.items()}
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: list[tuple[str, str]] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in headers or []:
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
@@ -147,13 +149,19 @@ class _Handler(BaseHTTPRequestHandler):
     # -- the login form ---------------------------------------------------------
 
     def _login_page(self, status: int = 200) -> None:
-        # Django sets the CSRF cookie with the page; AuthOrganizationLoginView also sets
-        # the session's test cookie, so a signed-out browser gets both.
+        # Django sets the CSRF cookie with the page; AuthOrganizationLoginView also calls
+        # session.set_test_cookie(), so a signed-out browser gets a session cookie too, and
+        # AuthenticationForm.check_for_test_cookie() refuses a login POST without it.
+        test_session = secrets.token_hex(16)
+        self.server.state.test_sessions.add(test_session)
         self._send(
             status,
             fixture_text("login.html").encode(),
             "text/html; charset=utf-8",
-            {"Set-Cookie": f"sc={CSRF_TOKEN}; expires=Mon, 29-Nov-2027 07:52:00 GMT; Max-Age=31449600; Path=/"},
+            [
+                ("Set-Cookie", f"sc={CSRF_TOKEN}; expires=Mon, 29-Nov-2027 07:52:00 GMT; Max-Age=31449600; Path=/"),
+                ("Set-Cookie", f"sentrysid={test_session}; httponly; Path=/"),
+            ],
         )
 
     def _login_post(self, body: bytes) -> None:
@@ -165,6 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
         if form.get("op") != "login" or (form.get("username"), form.get("password")) != (ADMIN_EMAIL, ADMIN_PASSWORD):
             self._login_page(200)  # the form again, with its error
             return
+        if self._cookies().get("sentrysid") not in self.server.state.test_sessions:
+            self._login_page(200)  # "Your Web browser doesn't appear to have cookies enabled."
+            return
         session = secrets.token_hex(16)
         self.server.state.sessions.add(session)
         self._send(
@@ -172,10 +183,10 @@ class _Handler(BaseHTTPRequestHandler):
             b"",
             "text/html; charset=utf-8",
             # auth.get_login_redirect() falls back to the login URL; Django 1.6 makes it absolute.
-            {
-                "Location": self.server.state.base_url + "/auth/login/",
-                "Set-Cookie": f"sentrysid={session}; httponly; Path=/",
-            },
+            [
+                ("Location", self.server.state.base_url + "/auth/login/"),
+                ("Set-Cookie", f"sentrysid={session}; httponly; Path=/"),
+            ],
         )
 
     # -- the API ----------------------------------------------------------------
@@ -234,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path != f"/api/{key['projectId']}/store/":
             self._json(400, {"error": "Invalid project_id"})
         elif auth.get("sentry_key") != key["public"] or auth.get("sentry_secret", key["secret"]) != key["secret"]:
-            self._send(401, b'{"error":"Invalid api key"}', "application/json", {"X-Sentry-Error": "Invalid api key"})
+            self._send(401, b'{"error":"Invalid api key"}', "application/json", [("X-Sentry-Error", "Invalid api key")])
         else:
             event = json.loads(body)
             self.server.state.stored.append(event)
