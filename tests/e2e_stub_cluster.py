@@ -103,6 +103,8 @@ def kubectl(args: list[str]) -> int:
         state["scaled_down"] = True
     elif verb == "apply" and rest[2:3] == ["dist/90-restore.k8s.yaml"]:
         state["restore_manifest"] = Path(rest[2]).read_text()
+    elif verb == "apply" and rest[2:3] == ["-"]:
+        sys.stdin.read()  # as kubectl does; the writer of the pipe would see it broken otherwise
     elif verb == "apply" and rest[2:3] == ["dist/"]:
         state["scaled_down"] = False
     elif verb == "create" and rest[1] == "namespace":
