@@ -33,7 +33,7 @@ lint:             ## ruff check and format check
 validate: synth   ## dist/: strict schemas (Kubernetes 1.27, 1.35, 1.36, 1.37) and checkov, offline
 	$(PY) tools/validate.py dist
 
-e2e:              ## prove it on a real minikube: login, event, zero downtime, backup/restore, NetworkPolicies (E2E_ARGS=--keep)
+e2e:              ## prove it on a real minikube (E2E_ARGS=--kind: kind): login, event, zero downtime, backup/restore, NetworkPolicies
 	tools/e2e.sh $(E2E_ARGS)
 
 bench:            ## benchmarks: synth time, backup/restore on ~1 GB (prints figures)

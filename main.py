@@ -27,8 +27,6 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
-
-
 VENV_DIR = PROJECT_DIR / ".venv"
 # What `import cdk8s` and the constructs need; checked without importing (that starts node).
 REQUIRED_MODULES = ("cdk8s", "cdk8s_plus_27", "pydantic", "yaml")
