@@ -1,11 +1,15 @@
-# Common commands. `make setup` on a new machine, then `make test`.
+# Common commands: `make setup` on a new machine, then `make test`. `make help` lists them.
 VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup synth synth-cli test lint validate imports bench mutants clean
+.PHONY: help setup synth synth-cli test test-setup lint validate e2e imports bench mutants clean
+.DEFAULT_GOAL := help
 
-setup:            ## install everything (venv, npm CLI, test servers) and synthesize dist/
+help:             ## list the targets
+	@awk -F':[^#]*## ' '/^[a-z][a-z0-9-]*:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+setup:            ## what synthesis needs (venv, pinned cdk8s CLI; no root, no apt), then synthesize dist/
 	tools/setup.sh
 	$(PY) main.py
 
@@ -15,18 +19,23 @@ synth:            ## synthesize dist/ (CONFIG=config/production.yaml to choose a
 synth-cli:        ## the same through the cdk8s CLI
 	$(if $(CONFIG),SENTRY_K8S_CONFIG=$(CONFIG)) tools/node_modules/.bin/cdk8s synth --no-check-upgrade
 
-test:             ## lint, the whole test suite, then validate dist/
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: test-setup  ## lint, the whole test suite, then validate dist/ (installs what the tests need on first use)
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory validate
+
+test-setup:       ## what the tests need on top of setup: checkov venv; postgresql, redis-server, shellcheck (apt, root)
+	tools/setup-test.sh
+
+lint:             ## ruff check and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 validate: synth   ## dist/ and the tests' configurations: strict schemas (Kubernetes 1.27, 1.35, 1.36, 1.37) and checkov, offline
 	$(PY) tools/validate.py dist
 	$(PY) -m pytest -m validate -q
 
-lint:
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+e2e:              ## prove it on a real minikube (E2E_ARGS=--kind: kind): login, event, zero downtime, backup/restore, NetworkPolicies
+	tools/e2e.sh $(E2E_ARGS)
 
 bench:            ## benchmarks: synth time, backup/restore on ~1 GB (prints figures)
 	$(PY) tools/bench_synth.py
@@ -38,5 +47,5 @@ mutants:          ## mutation check: the suite (no snapshot) must catch each bug
 imports:          ## regenerate imports/k8s offline
 	tools/import-k8s.sh
 
-clean:
+clean:            ## remove generated output
 	rm -rf dist .dist.* .pytest_cache

@@ -5,11 +5,16 @@ The values file is chosen with `--config FILE` or SENTRY_K8S_CONFIG
 (default: config/minikube.yaml). Output goes to a temporary folder first and
 replaces dist/ only when everything succeeded, so bad input never leaves a
 half-written or empty dist/ behind.
+
+Started by a Python that lacks the project's packages (a plain `python main.py`
+with no venv active), it runs itself again with the project's .venv/bin/python,
+or, without a venv, says to run `make setup`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -26,6 +31,37 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
+VENV_DIR = PROJECT_DIR / ".venv"
+# What `import cdk8s` and the constructs need; checked without importing (that starts node).
+REQUIRED_MODULES = ("cdk8s", "cdk8s_plus_27", "pydantic", "yaml")
+
+
+def _missing_modules() -> list[str]:
+    return [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
+
+
+def _use_project_venv(argv: list[str]) -> None:
+    """Re-run under the project's venv when this interpreter lacks the packages.
+
+    The README says `python main.py`; without this, that fails with ModuleNotFoundError
+    unless the venv happens to be active. Never re-runs from inside the venv itself, so it
+    cannot loop, and it only ever picks the project's own .venv.
+    """
+    missing = _missing_modules()
+    if not missing:
+        return
+    venv_python = VENV_DIR / "bin" / "python"
+    in_venv = Path(sys.prefix).resolve() == VENV_DIR.resolve()
+    if venv_python.exists() and not in_venv:
+        os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *argv])
+    where = f"{venv_python} lacks them too" if venv_python.exists() else f"there is no {VENV_DIR}"
+    print(
+        f"error: {sys.executable} lacks {', '.join(missing)}, and {where}.\n"
+        "Run `make setup` (it creates .venv with the pinned packages), then `python main.py` "
+        "or `.venv/bin/python main.py`.",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
@@ -149,4 +185,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _use_project_venv(sys.argv[1:])
     sys.exit(main())

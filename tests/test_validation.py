@@ -70,7 +70,7 @@ def _checkov(path: Path) -> dict:
     try:
         return run_checkov(path)
     except CheckovMissing:
-        pytest.fail(f"checkov is not installed at {CHECKOV}: run tools/setup.sh (it creates .venv-checkov)")
+        pytest.fail(f"checkov is not installed at {CHECKOV}: run `make test-setup` (tools/setup-test.sh makes it)")
 
 
 @pytest.mark.validate

@@ -1,37 +1,45 @@
 #!/usr/bin/env bash
-# Set up a new machine: Python venvs with pinned packages (project, checkov), the pinned cdk8s CLI,
-# and (as root, via apt) the PostgreSQL and Redis servers the tests run against.
+# make setup: only what synthesis needs, as any user, without apt: the project's venv
+# with the pinned packages and the pinned cdk8s CLI. What the tests need on top
+# (checkov, Debian's PostgreSQL, Redis and shellcheck) is tools/setup-test.sh, run by
+# `make test`.
+#
+# It checks its prerequisites first and says what to install, instead of failing half
+# way: Python 3.11+ with venv support, Node.js 20+ with npm.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 python_bin="${PYTHON:-python3}"
+fail() {
+  echo "setup: $*" >&2
+  exit 1
+}
+
+command -v "$python_bin" >/dev/null 2>&1 ||
+  fail "$python_bin not found: install Python 3.11 or newer (Debian/Ubuntu: apt-get install python3 python3-venv)"
+"$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+  fail "Python 3.11 or newer is needed; $python_bin is $("$python_bin" --version 2>&1)"
+if [[ ! -x .venv/bin/python ]]; then
+  # Debian and Ubuntu ship the venv module without ensurepip unless python3-venv is
+  # installed, and `python3 -m venv` then fails with a half-made .venv.
+  "$python_bin" -c 'import venv, ensurepip' >/dev/null 2>&1 ||
+    fail "$python_bin cannot create a virtual environment: install python3-venv (Debian/Ubuntu: apt-get install python3-venv)"
+fi
+
+command -v node >/dev/null 2>&1 ||
+  fail "Node.js 20 or newer is needed (the cdk8s CLI and jsii run on it): install it from nodejs.org or NodeSource; Debian 12's own nodejs package is 18, too old"
+node_version="$(node --version 2>/dev/null || true)"
+node_major="${node_version#v}"
+node_major="${node_major%%.*}"
+[[ $node_major =~ ^[0-9]+$ && $node_major -ge 20 ]] ||
+  fail "Node.js ${node_version:-of unknown version} is too old: 20 or newer is needed (nodejs.org or NodeSource; Debian 12's own nodejs package is 18)"
+command -v npm >/dev/null 2>&1 || fail "npm not found: it comes with Node.js from nodejs.org or NodeSource (Debian: apt-get install npm)"
+
 if [[ ! -x .venv/bin/python ]]; then
   "$python_bin" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-# checkov (make validate) gets a venv of its own: its pinned dependencies conflict with
-# the project's (see tools/requirements-checkov.txt).
-if [[ ! -x .venv-checkov/bin/python ]]; then
-  "$python_bin" -m venv .venv-checkov
-fi
-.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements-checkov.txt
 npm ci --prefix tools --no-fund --no-audit --loglevel=error
 # Byte-compile the 2.8 MB generated bindings once: without a .pyc (e.g. under
 # PYTHONDONTWRITEBYTECODE) every synth would spend ~0.3 s recompiling them.
 .venv/bin/python -m compileall -q imports >/dev/null
-
-need=()
-[[ -x /usr/lib/postgresql/15/bin/initdb ]] || need+=(postgresql)
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-if ((${#need[@]})); then
-  if [[ $(id -u) -eq 0 ]]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    # The packages start system-wide services; the tests run their own servers.
-    service postgresql stop >/dev/null 2>&1 || true
-    service redis-server stop >/dev/null 2>&1 || true
-  else
-    echo "setup: the tests need: ${need[*]} (Debian packages); install them as root" >&2
-  fi
-fi

@@ -8,7 +8,7 @@
    KUBERNETES_VERSIONS, strictly (an unknown field is an error), with the schemas
    shipped in kubernetes-validate (the library behind `kubernetes-validate --strict`).
 2. checkov's Kubernetes checks, offline (`--skip-download`), from its own venv
-   (.venv-checkov, made by tools/setup.sh): zero failed checks allowed. The checks the
+   (.venv-checkov, made by tools/setup-test.sh): zero failed checks allowed. The checks the
    stack cannot meet are skipped by annotations on the objects, with their reasons
    (constructs/pod_security.py, CHECKOV_SKIPS).
 Exit status 0 when both pass, 1 otherwise.
@@ -123,7 +123,7 @@ class CheckovMissing(RuntimeError):
 def run_checkov(path: Path) -> dict:
     """checkov's JSON report for a folder or a file (kubernetes framework, offline)."""
     if not CHECKOV.exists():
-        raise CheckovMissing(f"{CHECKOV} is missing: run tools/setup.sh (it creates .venv-checkov)")
+        raise CheckovMissing(f"{CHECKOV} is missing: run `make test-setup` (tools/setup-test.sh makes it)")
     target = ["-d", str(path)] if path.is_dir() else ["-f", str(path)]
     result = subprocess.run(
         [str(CHECKOV), *target, "--framework", "kubernetes", "--skip-download", "--output", "json"],

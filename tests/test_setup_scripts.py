@@ -1,0 +1,70 @@
+"""The set-up commands: `make help` lists every target; `make setup` checks its prerequisites first."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import PROJECT_DIR
+
+
+def test_make_help_lists_every_target_with_its_description() -> None:
+    targets = re.findall(r"^([a-z][a-z0-9-]*):", (PROJECT_DIR / "Makefile").read_text(), flags=re.M)
+    assert {"setup", "test", "e2e", "help"} <= set(targets)
+    shown = subprocess.run(["make", "--no-print-directory", "help"], cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    listed = dict(re.findall(r"^  make (\S+) +(\S.*)$", shown.stdout, flags=re.M))
+    assert sorted(listed) == sorted(targets)
+
+
+def _script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def _setup_copy(tmp_path: Path) -> Path:
+    """tools/setup.sh in an empty project folder: if a check let it through, it would find nothing to install."""
+    project = tmp_path / "project"
+    (project / "tools").mkdir(parents=True)
+    shutil.copy(PROJECT_DIR / "tools" / "setup.sh", project / "tools" / "setup.sh")
+    return project
+
+
+def _run_setup(project: Path, fake_bin: Path, python: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "PYTHON": python}
+    return subprocess.run(
+        ["bash", str(project / "tools" / "setup.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_setup_refuses_node_18_and_says_what_to_install(tmp_path: Path) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    _script(fake_bin / "node", "#!/bin/sh\necho v18.19.0\n")  # Debian 12's nodejs
+    project = _setup_copy(tmp_path)
+    result = _run_setup(project, fake_bin, sys.executable)
+    assert result.returncode == 1
+    assert "Node.js v18.19.0 is too old: 20 or newer is needed" in result.stderr
+    assert "Debian 12" in result.stderr
+    assert not (project / ".venv").exists()
+
+
+def test_setup_says_to_install_python3_venv(tmp_path: Path) -> None:
+    # A python3 whose venv module cannot bootstrap pip, as on Debian without python3-venv.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    _script(
+        fake_bin / "python3",
+        f'#!/bin/sh\ncase "$*" in *ensurepip*) echo "No module named ensurepip" >&2; exit 1 ;; esac\n'
+        f'exec {sys.executable} "$@"\n',
+    )
+    project = _setup_copy(tmp_path)
+    result = _run_setup(project, fake_bin, "python3")
+    assert result.returncode == 1
+    assert "install python3-venv" in result.stderr
+    assert not (project / ".venv").exists()
