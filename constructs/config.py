@@ -164,7 +164,7 @@ class OffsiteBackup(Model):
         return self
 
 
-DUMP_FILE_PATTERN = r"^sentry-[0-9]{8}T[0-9]{6}Z\.sql\.gz$"
+BACKUP_NAME_PATTERN = r"^sentry-[0-9]{8}T[0-9]{6}Z$"
 
 
 class RestoreConfig(Model):
@@ -177,10 +177,19 @@ class RestoreConfig(Model):
             "with the dump: stop Sentry first, and turn this off again afterwards."
         ),
     )
-    file: Annotated[str, Field(pattern=rf"^latest$|{DUMP_FILE_PATTERN}")] = Field(
+    file: Annotated[str, Field(pattern=rf"^latest$|{BACKUP_NAME_PATTERN}")] = Field(
         default="latest",
-        description="'latest' (the newest dump on the backup volume) or a dump's file name, "
-        "e.g. sentry-20240101T030000Z.sql.gz.",
+        description="'latest' (the newest backup on the backup volume) or a backup's name, "
+        "e.g. sentry-20240101T030000Z.",
+    )
+    jobs: int = Field(default=2, ge=1, le=16, description="Parallel pg_restore workers.")
+    roles: Literal["auto", "yes", "no"] = Field(
+        default="auto",
+        description="Restore the backup's roles: auto does when the backup has them and the user is a superuser.",
+    )
+    filestore: bool = Field(
+        default=False,
+        description="Also replace the filestore's contents with the backup's archive (the Job mounts it read-write).",
     )
     wait_for_clients_seconds: int = Field(
         default=300,
@@ -195,9 +204,23 @@ class RestoreConfig(Model):
 class BackupConfig(Model):
     enabled: bool = Field(default=True, description="Run the backup CronJob.")
     schedule: CronSchedule = Field(default="0 3 * * *", description="Cron schedule, UTC.")
-    keep: int = Field(default=7, ge=1, le=1000, description="How many verified dumps to keep (the newest N).")
+    keep: int = Field(default=7, ge=1, le=1000, description="How many verified backups to keep (the newest N).")
     compression_level: int = Field(
-        default=6, ge=1, le=9, description="gzip level: 1 is fastest, 9 smallest (see tools/bench_backup.py)."
+        default=1,
+        ge=1,
+        le=9,
+        description="zlib level of the per-table files and the filestore archive: 1 is fastest "
+        "(see tools/bench_backup.py).",
+    )
+    jobs: int = Field(
+        default=2, ge=1, le=16, description="Parallel pg_dump workers (one table is dumped by one worker)."
+    )
+    roles: Literal["auto", "yes", "no"] = Field(
+        default="auto",
+        description="Back up the roles too (pg_dumpall --globals-only): auto does when the user is a superuser.",
+    )
+    filestore: bool = Field(
+        default=True, description="Archive the Sentry filestore volume with each backup (mounted read-only)."
     )
     starting_deadline_seconds: int = Field(default=3600, ge=60, description="How late a missed run may still start.")
     active_deadline_seconds: int = Field(default=3 * 3600, ge=60, description="Kill a run that takes longer.")

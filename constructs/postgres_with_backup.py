@@ -2,11 +2,13 @@
 
 - PostgresWithBackup: the StatefulSet and Service; with `backup.enabled`, the backup
   volume and a CronJob running constructs/scripts/postgres-backup.sh (verified,
-  compressed dumps of every database and role; retention), and with
-  `backup.offsite.enabled` a second step copying each new dump to S3.
+  parallel directory-format dumps of the Sentry database, the roles and the
+  filestore; retention), and with `backup.offsite.enabled` a second step copying
+  each new backup to S3.
 - PostgresRestore: a Job running constructs/scripts/postgres-restore.sh, which
-  replaces the databases with a dump from the backup volume. SentryStack puts it in
-  its own chart (dist/90-restore.k8s.yaml) and only when `backup.restore.enabled`.
+  replaces the Sentry database (and optionally the filestore) with a backup from the
+  backup volume. SentryStack puts it in its own chart (dist/90-restore.k8s.yaml) and
+  only when `backup.restore.enabled`.
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 # refuses a non-empty directory.
 PGDATA = f"{DATA_MOUNT}/pgdata"
 BACKUP_MOUNT = "/backups"
-# Both scripts start in this database: pg_dumpall reads the roles there, and a
-# restore must start in a database the dump does not drop while connected to it.
+# Where the backup and restore pods mount the Sentry filestore: the path Sentry's
+# own pods use, so that paths in logs mean the same everywhere.
+FILESTORE_MOUNT = "/var/lib/sentry/files"
+# The restore starts in this database: it drops and re-creates the Sentry database,
+# which it cannot do while connected to it.
 MAINTENANCE_DB = "postgres"
+# How long a backup run (e.g. a manual one) waits for another run to finish.
+BACKUP_LOCK_WAIT_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class PostgresWithBackupProps:
     """Secret holding `postgres-password`."""
     image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
     """Pull policy; default IfNotPresent."""
+    filestore_claim: str | None = None
+    """The Sentry filestore's PersistentVolumeClaim, archived with each backup when
+    `backup.filestore` is on; None: there is none to back up."""
 
 
 class PostgresWithBackup(Construct):
@@ -107,6 +117,11 @@ class PostgresWithBackup(Construct):
             ),
             "PGPASSWORD": secret_env(secret or self.props.secret, POSTGRES_PASSWORD.key),
         }
+
+    @property
+    def filestore_claim_name(self) -> str | None:
+        """The Sentry filestore's claim, if the stack has one (backed up and restorable)."""
+        return self.props.filestore_claim
 
     @property
     def backup_claim_name(self) -> str:
@@ -181,24 +196,41 @@ class PostgresWithBackup(Construct):
         backup, offsite = cfg.backup, cfg.backup.offsite
         claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", self.backup_claim.name)
         backups = kplus.Volume.from_persistent_volume_claim(self, "backups", claim, name="backups")
+        mounts = [
+            kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups),
+            # pg_dump and the verification write their scratch files here.
+            kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "backup-tmp", "tmp")),
+        ]
+        filestore = self.filestore_claim_name if backup.filestore else None
+        if filestore:
+            claim_ref = kplus.PersistentVolumeClaim.from_claim_name(self, "filestore-claim-ref", filestore)
+            volume = kplus.Volume.from_persistent_volume_claim(
+                self, "filestore", claim_ref, name="filestore", read_only=True
+            )
+            mounts.append(kplus.VolumeMount(path=FILESTORE_MOUNT, volume=volume, read_only=True))
         dump = kplus.ContainerProps(
             name="backup",
             image=cfg.image,
             image_pull_policy=self.props.image_pull_policy,
             command=bash_command("postgres-backup"),
             env_variables={
-                **self.client_env(database=MAINTENANCE_DB),
+                # PGDATABASE is the Sentry database: the backup dumps it, not the cluster.
+                **self.client_env(),
                 **plain_env(
                     {
                         "BACKUP_DIR": BACKUP_MOUNT,
                         "BACKUP_KEEP": str(backup.keep),
-                        "BACKUP_GZIP_LEVEL": str(backup.compression_level),
+                        "BACKUP_COMPRESSION_LEVEL": str(backup.compression_level),
+                        "BACKUP_JOBS": str(backup.jobs),
+                        "BACKUP_ROLES": backup.roles,
+                        "BACKUP_FILESTORE_DIR": FILESTORE_MOUNT if filestore else "",
+                        "BACKUP_LOCK_WAIT_SECONDS": str(BACKUP_LOCK_WAIT_SECONDS),
                     }
                 ),
             },
             resources=container_resources(backup.resources),
             security_context=container_security(POSTGRES_UID, POSTGRES_UID),
-            volume_mounts=[kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups)],
+            volume_mounts=mounts,
         )
         # With an offsite copy the dump runs first, as the init container, and the upload
         # only starts once the dump is complete and verified; the Job fails if either does.
@@ -273,9 +305,9 @@ class PostgresRestoreProps:
 
 
 class PostgresRestore(Construct):
-    """A Job that restores a dump from the backup volume into the running server.
+    """A Job that restores a backup from the backup volume into the running server.
 
-    It replaces every database and role the dump holds, so it is synthesized only on
+    It replaces the Sentry database (and the roles and filestore, see RestoreConfig), so it is synthesized only on
     demand, into a chart of its own; see the README's restore runbook. The Job never
     retries (a failed restore wants a person), has no TTL (a finished Job stays, so
     re-applying the same manifest does not restore again), mounts the backups
@@ -288,6 +320,23 @@ class PostgresRestore(Construct):
         cfg = postgres.props.config
         restore = cfg.backup.restore
         claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", postgres.backup_claim_name)
+        mounts = [
+            kplus.VolumeMount(
+                path=BACKUP_MOUNT,
+                volume=kplus.Volume.from_persistent_volume_claim(
+                    self, "backups", claim, name="backups", read_only=True
+                ),
+                read_only=True,
+            ),
+            kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "tmp", "tmp")),
+        ]
+        filestore = postgres.filestore_claim_name if restore.filestore else None
+        if restore.filestore and not filestore:
+            raise ValueError("backup.restore.filestore is on, but the stack has no filestore claim to restore into")
+        if filestore:
+            filestore_ref = kplus.PersistentVolumeClaim.from_claim_name(self, "filestore-claim-ref", filestore)
+            volume = kplus.Volume.from_persistent_volume_claim(self, "filestore", filestore_ref, name="filestore")
+            mounts.append(kplus.VolumeMount(path=FILESTORE_MOUNT, volume=volume))
         self.job = kplus.Job(
             self,
             "job",
@@ -312,21 +361,15 @@ class PostgresRestore(Construct):
                                 "BACKUP_DIR": BACKUP_MOUNT,
                                 "RESTORE_FILE": restore.file,
                                 "RESTORE_WAIT_SECONDS": str(restore.wait_for_clients_seconds),
+                                "RESTORE_JOBS": str(restore.jobs),
+                                "RESTORE_ROLES": restore.roles,
+                                "RESTORE_FILESTORE_DIR": FILESTORE_MOUNT if filestore else "",
                             }
                         ),
                     },
                     resources=container_resources(restore.resources),
                     security_context=container_security(POSTGRES_UID, POSTGRES_UID),
-                    volume_mounts=[
-                        kplus.VolumeMount(
-                            path=BACKUP_MOUNT,
-                            volume=kplus.Volume.from_persistent_volume_claim(
-                                self, "backups", claim, name="backups", read_only=True
-                            ),
-                            read_only=True,
-                        ),
-                        kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "tmp", "tmp")),
-                    ],
+                    volume_mounts=mounts,
                 )
             ],
         )

@@ -82,6 +82,8 @@ class SentryStack:
                 backup_component=names.backup,
                 secret=secret,
                 image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+                # SentryRuntime below creates this claim; the backup archives it.
+                filestore_claim=names.sentry("filestore").name,
             ),
         )
         self.redis = RedisBroker(
