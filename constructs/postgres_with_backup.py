@@ -199,7 +199,7 @@ class PostgresWithBackup(Construct):
         mounts = [
             kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups),
             # pg_dump and the verification write their scratch files here.
-            kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "backup-tmp", "tmp")),
+            kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "backup-tmp", "backup-tmp")),
         ]
         filestore = self.filestore_claim_name if backup.filestore else None
         if filestore:
