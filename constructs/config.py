@@ -198,7 +198,8 @@ class RestoreConfig(Model):
         description="How long the Job waits for other database sessions to end before it refuses to restore.",
     )
     active_deadline_seconds: int = Field(default=6 * 3600, ge=300, description="Kill a restore that takes longer.")
-    resources: Resources = Field(default_factory=lambda: resources("100m", "64Mi", "1", "256Mi"))
+    # Two CPUs for pg_restore's two workers (tools/bench_backup.py); Sentry is stopped meanwhile.
+    resources: Resources = Field(default_factory=lambda: resources("100m", "64Mi", "2", "256Mi"))
 
 
 class BackupConfig(Model):
@@ -226,7 +227,10 @@ class BackupConfig(Model):
     active_deadline_seconds: int = Field(default=3 * 3600, ge=60, description="Kill a run that takes longer.")
     backoff_limit: int = Field(default=2, ge=0, le=10, description="Retries of a failed run.")
     storage: Storage = Field(default_factory=lambda: Storage(size="8Gi"), description="Backup volume.")
-    resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "500m", "256Mi"))
+    # Compression is the backup's bottleneck (tools/bench_backup.py): a limit of 2 CPUs lets
+    # both dump workers compress at once. A limit only caps; the small request keeps the
+    # backup's CPU weight low whenever Sentry needs the CPU.
+    resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "2", "256Mi"))
     offsite: OffsiteBackup = Field(default_factory=OffsiteBackup)
     restore: RestoreConfig = Field(default_factory=RestoreConfig)
 

@@ -173,6 +173,7 @@ if [[ -n $filestore ]]; then
   esac
 fi
 echo "backup: dump took $((SECONDS - started))s, verifying"
+verify_started=$SECONDS
 
 # --- verify: read everything back -----------------------------------------------------
 pg_restore --list "$partial/db" >"$work/toc" || fail "pg_restore cannot read the table of contents of $partial/db"
@@ -220,6 +221,7 @@ fi
 (cd "$partial" && find . -type f -printf '%P\0' | sort -z | xargs -0 -r md5sum) >"$work/MD5SUMS" ||
   fail "could not write the checksums"
 mv "$work/MD5SUMS" "$partial/MD5SUMS"
+echo "backup: verified in $((SECONDS - verify_started))s"
 sync -f "$partial/MD5SUMS"
 
 mv "$partial" "$final"
