@@ -36,6 +36,7 @@ import base64
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -129,6 +130,8 @@ class Row:
     backup_s: float
     restore_s: float | None
     size: int
+    cpu_s: float | None = None
+    """CPU seconds of the backup's client programs (not the server's)."""
 
 
 def fresh_server() -> PostgresServer:
@@ -174,6 +177,12 @@ class CpuLimit:
 def manifest_cpu_limit(dist_obj: dict, container: str) -> int:
     """The container's CPU limit in the synthesized manifest, in millicores."""
     return parse_cpu(find_container(dist_obj, container)["resources"]["limits"]["cpu"])
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's finished child processes (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_script(script: Script, path: str, limit: CpuLimit | None = None) -> float:
@@ -293,34 +302,59 @@ def main() -> int:
             results.setdefault(row.method, []).append(row)
 
         plain = work / "all.sql"
+        zlib_cpu: dict[int, tuple[float, int]] = {}
         for round_number in range(1, args.rounds + 1):
             print(f"--- round {round_number} of {args.rounds}", flush=True)
             # plain pg_dumpall, the yardstick.
             print("plain: pg_dumpall > all.sql ...", flush=True)
             with plain.open("w") as out:
+                cpu = children_cpu()
                 plain_s = timed(["pg_dumpall"], client_env(source), stdout=out)
+                plain_cpu = children_cpu() - cpu
             print("plain: psql -f all.sql into a fresh server ...", flush=True)
             plain_restore_s = restore_into(lambda t: timed(["psql", "-X", "-q", "-f", str(plain)], client_env(t)))
-            record(Row("plain `pg_dumpall > file.sql`, `psql -f`", plain_s, plain_restore_s, plain.stat().st_size))
+            record(
+                Row(
+                    "plain `pg_dumpall > file.sql`, `psql -f`",
+                    plain_s,
+                    plain_restore_s,
+                    plain.stat().st_size,
+                    plain_cpu,
+                )
+            )
             # gzip -1 of it: the size target, and one core's compression speed.
             print("plain: gzip -1 of all.sql (one core) ...", flush=True)
             with (work / "all.sql.gz").open("wb") as out:
+                cpu = children_cpu()
                 gzip_s = timed(["gzip", "-1", "-c", str(plain)], dict(os.environ), stdout=out)
+                gzip_cpu = children_cpu() - cpu
             record(
                 Row(
                     "`gzip -1` of the plain dump (size target; time: gzip alone)",
                     gzip_s,
                     None,
                     (work / "all.sql.gz").stat().st_size,
+                    gzip_cpu,
                 )
             )
+            if round_number == 1:
+                # One core's zlib speed (what pg_dump -Z uses) on this dump text, in CPU seconds
+                # of this process: unlike wall time, that does not depend on other load.
+                text = plain.read_bytes()
+                for zlevel in (1, 2):
+                    cpu_started = time.process_time()
+                    packed = len(zlib.compress(text, zlevel))
+                    zlib_cpu[zlevel] = (time.process_time() - cpu_started, packed)
+                del text
             plain.unlink()
             (work / "all.sql.gz").unlink()
 
             # raw read: the directory format without compression, two workers.
             raw = work / "raw"
+            cpu = children_cpu()
             raw_s = timed(["pg_dump", "-Fd", "-Z0", "-j2", "-f", str(raw)], client_env(source, "sentry"))
-            record(Row("raw read: `pg_dump -Fd -Z0 -j2`, no verification", raw_s, None, dir_bytes(raw)))
+            raw_cpu = children_cpu() - cpu
+            record(Row("raw read: `pg_dump -Fd -Z0 -j2`, no verification", raw_s, None, dir_bytes(raw), raw_cpu))
             shutil.rmtree(raw)
 
             # today's method: the scripts of BASELINE_COMMIT, gzip -6, same environment shape.
@@ -328,7 +362,9 @@ def main() -> int:
             old_dir.mkdir()
             print("today's: pg_dumpall | gzip -6, verified ...", flush=True)
             old_env = {**client_env(source), "BACKUP_DIR": str(old_dir), "BACKUP_KEEP": "3", "BACKUP_GZIP_LEVEL": "6"}
+            cpu = children_cpu()
             old_s = timed(["/bin/bash", "-c", old_backup], old_env)
+            old_cpu = children_cpu() - cpu
             (old_file,) = old_dir.glob("sentry-*.sql.gz")
             print("today's: restore script into a fresh server ...", flush=True)
             old_restore_s = restore_into(
@@ -338,7 +374,7 @@ def main() -> int:
                 )
             )
             label = "today's: `pg_dumpall | gzip -6`, verified; `psql` replay"
-            record(Row(label, old_s, old_restore_s, old_file.stat().st_size))
+            record(Row(label, old_s, old_restore_s, old_file.stat().st_size, old_cpu))
             shutil.rmtree(old_dir)
 
             # the new method, from the synthesized manifests.
@@ -347,7 +383,9 @@ def main() -> int:
                 new_dir.mkdir()
                 print(f"{label}: backup script ...", flush=True)
                 script = backup_script(dist, source, new_dir)
+                cpu = children_cpu()
                 new_s = run_script(script, source.path(), backup_limit)
+                new_cpu = children_cpu() - cpu
                 (backup,) = [p for p in new_dir.iterdir() if p.name.startswith("sentry-")]
                 size = dir_bytes(backup)
                 print(f"{label}: restore script into a fresh server ...", flush=True)
@@ -359,29 +397,43 @@ def main() -> int:
                     f"{label}: `pg_dump -Fd -j {env['BACKUP_JOBS']} -Z {env['BACKUP_COMPRESSION_LEVEL']}`, "
                     "verified; `pg_restore -j 2`"
                 )
-                record(Row(method, new_s, new_restore_s, size))
+                record(Row(method, new_s, new_restore_s, size, new_cpu))
                 shutil.rmtree(new_dir)
 
         def best(runs: list[Row]) -> Row:
             restores = [r.restore_s for r in runs if r.restore_s is not None]
-            return Row(runs[0].method, min(r.backup_s for r in runs), min(restores) if restores else None, runs[0].size)
+            cpus = [r.cpu_s for r in runs if r.cpu_s is not None]
+            return Row(
+                runs[0].method,
+                min(r.backup_s for r in runs),
+                min(restores) if restores else None,
+                runs[0].size,
+                min(cpus) if cpus else None,
+            )
 
         rows = [best(runs) for runs in results.values()]
         gzip_row = next(r for r in rows if r.method.startswith("`gzip -1`"))
         raw_row = next(r for r in rows if r.method.startswith("raw read"))
-        plain_mib, cpus = rows[0].size / 2**20, os.cpu_count() or 1
-        notes.append(
-            f"one core's gzip -1: {plain_mib / gzip_row.backup_s:.0f} MiB/s of dump text "
-            f"({gzip_row.backup_s:.1f}s for {plain_mib:.0f} MiB)"
-        )
-        # Any backup no larger than gzip -1 must compress every byte at about that speed.
-        bound = gzip_row.backup_s / cpus
-        notes.append(
-            f"so compressing alone, on all {cpus} CPUs and with nothing else to do, takes >= {bound:.1f}s "
-            f"= {bound / rows[0].backup_s:.1f}x the plain dump (target: 1.5x)"
-        )
-        notes.append(f"raw read: {raw_row.size / 2**20 / raw_row.backup_s:.0f} MiB/s ({raw_row.backup_s:.1f}s)")
         plain_row = rows[0]
+        plain_mib, cpus = plain_row.size / 2**20, os.cpu_count() or 1
+        notes.append(f"raw read: {raw_row.size / 2**20 / raw_row.backup_s:.0f} MiB/s ({raw_row.backup_s:.1f}s)")
+        notes.append(
+            f"one core's GNU gzip -1: {plain_mib / gzip_row.backup_s:.0f} MiB/s of dump text (wall time, "
+            f"{gzip_row.backup_s:.1f}s for {plain_mib:.0f} MiB)"
+        )
+        level = int(backup_script(dist, source, work).env["BACKUP_COMPRESSION_LEVEL"])
+        for zlevel, (cpu_s, packed) in sorted(zlib_cpu.items()):
+            notes.append(
+                f"one core's zlib level {zlevel} (pg_dump -Z {zlevel}): {plain_mib / cpu_s:.0f} MiB/s "
+                f"({cpu_s:.1f} CPU-s for the dump text, {packed / plain_row.size:.3f}x its size)"
+            )
+        if level in zlib_cpu:
+            # A backup this small must compress every byte: that CPU time, spread over all CPUs.
+            bound = zlib_cpu[level][0] / cpus
+            notes.append(
+                f"so compressing alone at level {level}, on all {cpus} CPUs with nothing else to do, takes "
+                f">= {bound:.1f}s = {bound / plain_row.backup_s:.1f}x the plain dump (target: 1.5x)"
+            )
         print()
         print(
             f"dataset: database sentry, {db_bytes / 2**20:.0f} MiB (pg_database_size); {os.cpu_count()} CPUs; "
@@ -391,14 +443,17 @@ def main() -> int:
             name, size = line.split("|")
             print(f"  {name}: {int(size) / 2**20:.0f} MiB with indexes")
         print()
-        print("| method | backup | restore | size | backup x plain | restore x plain | size x plain |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print(
+            "| method | backup | restore | size | backup x plain | restore x plain | size x plain | backup client CPU |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for row in rows:
             restore = f"{row.restore_s:.1f} s" if row.restore_s is not None else "-"
             restore_ratio = f"{row.restore_s / plain_row.restore_s:.2f}x" if row.restore_s is not None else "-"
             print(
                 f"| {row.method} | {row.backup_s:.1f} s | {restore} | {row.size / 2**20:.1f} MiB | "
-                f"{row.backup_s / plain_row.backup_s:.2f}x | {restore_ratio} | {row.size / plain_row.size:.2f}x |"
+                f"{row.backup_s / plain_row.backup_s:.2f}x | {restore_ratio} | {row.size / plain_row.size:.3f}x | "
+                f"{row.cpu_s:.1f} s |"
             )
         print()
         for note in notes:

@@ -147,16 +147,17 @@ fi
 # was read (Sentry may write during a backup): the archive is complete, so that is a
 # warning; 2 (unreadable or vanished files) is a failure.
 if [[ -n $filestore ]]; then
-  { tar -C "$filestore" --exclude=./lost+found -cf - . 2>"$work/tar.err" && echo 0 >"$work/tar.status" || echo $? >"$work/tar.status"; } |
-    gzip "-$level" >"$partial/filestore.tar.gz" &
+  { tar -C "$filestore" --exclude=./lost+found -cf - . 2>"$work/tar.err" && echo 0 >"$work/tar.status" || echo $? >"$work/tar.status"; } 9>&- |
+    gzip "-$level" >"$partial/filestore.tar.gz" 9>&- &
   tar_job=$!
 fi
 
 # --no-password: fail rather than prompt. --lock-wait-timeout: fail instead of queueing
 # behind a long-held exclusive lock (e.g. a migration) until the deadline. In the
 # background, so that `wait` returns at once on SIGTERM.
+# (9>&-: the lock belongs to this script, not to children that might outlive it.)
 pg_dump --format=directory --jobs="$workers" --compress="$level" --file="$partial/db" \
-  --no-password --lock-wait-timeout="$lock_wait_ms" &
+  --no-password --lock-wait-timeout="$lock_wait_ms" 9>&- &
 status=0
 wait "$!" || status=$?
 if ((status != 0)); then

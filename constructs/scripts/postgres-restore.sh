@@ -171,7 +171,8 @@ pg_restore --create --clean --if-exists --exit-on-error --jobs="$workers" --no-p
 if [[ -n $filestore ]]; then
   echo "restore: replacing the contents of $filestore with the archive"
   # lost+found belongs to the volume, not to Sentry (and is not in the archive).
-  find "$filestore" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} +
+  find "$filestore" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} + ||
+    fail "could not empty $filestore; $partly"
   # --no-overwrite-dir: the mount point itself may not be ours to change.
   gzip -dc "$backup/filestore.tar.gz" | tar -x -f - -C "$filestore" --no-same-owner --no-overwrite-dir ||
     fail "extracting the filestore failed; $partly"
