@@ -206,11 +206,13 @@ class BackupConfig(Model):
     enabled: bool = Field(default=True, description="Run the backup CronJob.")
     schedule: CronSchedule = Field(default="0 3 * * *", description="Cron schedule, UTC.")
     keep: int = Field(default=7, ge=1, le=1000, description="How many verified backups to keep (the newest N).")
+    # zlib 2 costs about what 1 does on Sentry's (already compressed) event payloads and
+    # packs them a little tighter: as small as gzip -1 of a plain dump (tools/bench_backup.py).
     compression_level: int = Field(
-        default=1,
+        default=2,
         ge=1,
         le=9,
-        description="zlib level of the per-table files and the filestore archive: 1 is fastest "
+        description="zlib level of the per-table files and the filestore archive: 1-3 are the fast ones "
         "(see tools/bench_backup.py).",
     )
     jobs: int = Field(

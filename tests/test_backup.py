@@ -95,7 +95,7 @@ def test_backup_cronjob_is_hardened(dist: Dist) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["runAsUser"] == 999 and pod["securityContext"]["fsGroup"] == 999
     env = manifest_env(container)
-    assert env["BACKUP_KEEP"] == "3" and env["BACKUP_COMPRESSION_LEVEL"] == "1" and env["BACKUP_JOBS"] == "2"
+    assert env["BACKUP_KEEP"] == "3" and env["BACKUP_COMPRESSION_LEVEL"] == "2" and env["BACKUP_JOBS"] == "2"
     assert env["BACKUP_ROLES"] == "auto"
     assert env["PGDATABASE"] == "sentry", "the backup dumps the Sentry database itself"
     mounts = {m["name"]: m for m in container["volumeMounts"]}

@@ -50,7 +50,7 @@ umask 077 # backups hold every row and the roles' password hashes
 dir="${BACKUP_DIR:?BACKUP_DIR is required}"
 database="${PGDATABASE:?PGDATABASE is required}"
 keep="${BACKUP_KEEP:-7}"
-level="${BACKUP_COMPRESSION_LEVEL:-1}"
+level="${BACKUP_COMPRESSION_LEVEL:-2}"
 workers="${BACKUP_JOBS:-2}"
 roles="${BACKUP_ROLES:-auto}"
 filestore="${BACKUP_FILESTORE_DIR:-}"
@@ -163,7 +163,7 @@ wait "$!" || status=$?
 if ((status != 0)); then
   free=$(free_bytes)
   size="$(psql -X -A -t -q --no-password -c "SELECT pg_catalog.pg_database_size(pg_catalog.current_database())" 2>/dev/null || echo 0)"
-  fail "pg_dump exited $status ($(mib "$free") free on $dir; the database is $(mib "${size:-0}") uncompressed, the newest backup ${last_bytes:+$(mib "$last_bytes")}${last_bytes:-none})"
+  fail "pg_dump exited $status ($(mib "$free") free on $dir; the database is $(mib "${size:-0}") uncompressed, the newest backup $([[ -n ${last_bytes:-} ]] && mib "$last_bytes" || echo none))"
 fi
 if [[ -n $filestore ]]; then
   wait "$tar_job" || fail "writing the filestore archive failed (gzip exited $?)"
