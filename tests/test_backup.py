@@ -609,6 +609,27 @@ def test_verification_catches_what_pg_dump_wrote_wrong(
     assert visible(backup_dir) == []
 
 
+@pytest.mark.parametrize("status", [1, 2])
+def test_tar_status_decides_between_a_warning_and_a_failed_filestore_archive(
+    status: int, dist: Dist, source: PostgresServer, filestore: Path, tmp_path: Path
+) -> None:
+    # GNU tar writes a valid archive and then exits 1 (a file changed while it was read:
+    # Sentry may write during a backup) or 2 (a file could not be read). The archive
+    # lists fine either way; only tar's status, kept apart from gzip's, tells them apart.
+    path = shim(tmp_path, "tar", f'/usr/bin/tar "$@" || exit\n[[ " $* " == *" -cf "* ]] && exit {status}\nexit 0\n')
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    result = backup_script(dist, source, backup_dir, filestore).run(f"{path}:{source.path()}")
+    if status == 1:
+        assert result.returncode == 0, result.stderr
+        assert "warning: a file changed while it was archived" in result.stderr
+        assert len(backups(backup_dir)) == 1
+    else:
+        assert result.returncode != 0
+        assert "archiving the filestore" in result.stderr and "failed (tar exited 2)" in result.stderr
+        assert visible(backup_dir) == []
+
+
 def test_a_backup_stopped_by_sigterm_removes_its_partial_directory(
     dist: Dist, source: PostgresServer, tmp_path: Path
 ) -> None:
@@ -801,7 +822,9 @@ def rewrite_md5sums(backup: Path) -> None:
     (backup / "MD5SUMS").write_text(sums)
 
 
-@pytest.mark.parametrize("damage", ["flipped bytes", "missing file", "extra file", "no MD5SUMS", "unreadable TOC"])
+@pytest.mark.parametrize(
+    "damage", ["flipped bytes", "missing file", "extra file", "no MD5SUMS", "unreadable TOC", "row counts cut"]
+)
 def test_restore_refuses_a_corrupt_backup_and_changes_nothing(
     damage: str, dist: Dist, good_backup: Path, tmp_path: Path, target: PostgresServer
 ) -> None:
@@ -818,6 +841,11 @@ def test_restore_refuses_a_corrupt_backup_and_changes_nothing(
         (backup / "db" / "9999.dat.gz").write_bytes(gzip.compress(b"\\.\n\n\n"))
     elif damage == "no MD5SUMS":
         (backup / "MD5SUMS").unlink()
+    elif damage == "row counts cut":
+        # db.rows loses a table (MD5SUMS updated to match): it no longer covers the TOC.
+        lines = (backup / "db.rows").read_text().splitlines()
+        (backup / "db.rows").write_text("\n".join(lines[1:]) + "\n")
+        rewrite_md5sums(backup)
     else:
         (backup / "db" / "toc.dat").write_bytes(b"PGDMP" + os.urandom(200))
         rewrite_md5sums(backup)
