@@ -181,7 +181,8 @@ echo "restore: replayed in $((SECONDS - started))s"
 
 # --- 5. check, then analyze --------------------------------------------------------------
 # Find each table by what `pg_restore --list` prints for it ("schema name owner";
-# names are not quoted there, so the catalog decides), then compare its row count.
+# names are not quoted there, so the catalog decides), then compare its row count
+# (ONLY: a table's data in the backup never includes its inheritance children's).
 # Prints one line per table that cannot be found or has another count.
 sed 's/\\/\\\\/g' "$work/expected" >"$work/expected.copy"
 cat >"$work/check.sql" <<EOF
@@ -193,7 +194,7 @@ CREATE TEMPORARY VIEW found AS
     ON s.nspname || ' ' || c.relname || ' ' || pg_catalog.pg_get_userbyid(c.relowner) = e.what;
 SELECT pg_catalog.format('no single table matches entry %s of the backup (%s)', id, what)
   FROM found GROUP BY id, what HAVING count(relname) <> 1;
-SELECT pg_catalog.format('SELECT %L || n || %L FROM (SELECT pg_catalog.count(*) AS n FROM %I.%I) c WHERE n <> %s',
+SELECT pg_catalog.format('SELECT %L || n || %L FROM (SELECT pg_catalog.count(*) AS n FROM ONLY %I.%I) c WHERE n <> %s',
     pg_catalog.format('table %I.%I has ', nspname, relname), ' rows, the backup has ' || n, nspname, relname, n)
   FROM found WHERE id IN (SELECT id FROM found GROUP BY id HAVING count(relname) = 1)
 \\gexec
