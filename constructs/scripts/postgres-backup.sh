@@ -11,8 +11,10 @@
 #   db.rows           each table's row count, as counted in the verification;
 #   MD5SUMS           a checksum of every other file, written last.
 #
-# Why a backup can be trusted: it only gets its final name after pg_dump, pg_dumpall
-# and tar all exited 0, and a verification read everything back: pg_restore parsed the
+# Why a backup can be trusted: it only gets its final name after pg_dump and pg_dumpall
+# exited 0, tar exited 0 (or 1, a file that changed while it was read: a warning), and
+# a verification read everything back (from the page cache, as the read-back of the
+# earlier single-file format did): pg_restore parsed the
 # table of contents, every table's data file decompressed with a good gzip CRC and
 # ended with COPY's end-of-data marker (\. and two empty lines, what pg_dump writes
 # after a table's last row), the roles file ended with pg_dumpall's completion
@@ -40,8 +42,8 @@
 # filestore), BACKUP_LOCK_WAIT_SECONDS, BACKUP_LOCK_WAIT_TIMEOUT_MS (how long pg_dump
 # may wait for a table lock).
 #
-# Runs with the client tools of postgres:9.6 (the manifests; Debian stretch: bash
-# 4.4, mawk, GNU tar, util-linux flock) and of PostgreSQL 15 (the tests). Both
+# Runs with the client tools of postgres:9.6 (the manifests; a Debian image: bash
+# 4.4 or later, mawk, GNU tar, util-linux flock) and of PostgreSQL 15 (the tests). Both
 # pg_dump versions write the same directory layout: toc.dat, <dumpId>.dat.gz per
 # table ending in "\.\n\n\n", and the same `pg_restore -l` line format.
 set -euo pipefail
