@@ -266,7 +266,7 @@ class OffsiteBackup(Model):
         return self
 
 
-DUMP_FILE_PATTERN = r"^sentry-[0-9]{8}T[0-9]{6}Z\.sql\.gz$"
+BACKUP_NAME_PATTERN = r"^sentry-[0-9]{8}T[0-9]{6}Z$"
 
 
 class RestoreConfig(Model):
@@ -279,10 +279,19 @@ class RestoreConfig(Model):
             "with the dump: stop Sentry first, and turn this off again afterwards."
         ),
     )
-    file: Annotated[str, Field(pattern=rf"^latest$|{DUMP_FILE_PATTERN}")] = Field(
+    file: Annotated[str, Field(pattern=rf"^latest$|{BACKUP_NAME_PATTERN}")] = Field(
         default="latest",
-        description="'latest' (the newest dump on the backup volume) or a dump's file name, "
-        "e.g. sentry-20240101T030000Z.sql.gz.",
+        description="'latest' (the newest backup on the backup volume) or a backup's name, "
+        "e.g. sentry-20240101T030000Z.",
+    )
+    jobs: int = Field(default=2, ge=1, le=16, description="Parallel pg_restore workers.")
+    roles: Literal["auto", "yes", "no"] = Field(
+        default="auto",
+        description="Restore the backup's roles: auto does when the backup has them and the user is a superuser.",
+    )
+    filestore: bool = Field(
+        default=False,
+        description="Also replace the filestore's contents with the backup's archive (the Job mounts it read-write).",
     )
     wait_for_clients_seconds: int = Field(
         default=300,
@@ -291,21 +300,41 @@ class RestoreConfig(Model):
         description="How long the Job waits for other database sessions to end before it refuses to restore.",
     )
     active_deadline_seconds: int = Field(default=6 * 3600, ge=300, description="Kill a restore that takes longer.")
-    resources: Resources = Field(default_factory=lambda: resources("100m", "64Mi", "1", "256Mi"))
+    # Two CPUs for pg_restore's two workers (tools/bench_backup.py); Sentry is stopped meanwhile.
+    resources: Resources = Field(default_factory=lambda: resources("100m", "64Mi", "2", "256Mi"))
 
 
 class BackupConfig(Model):
     enabled: bool = Field(default=True, description="Run the backup CronJob.")
     schedule: CronSchedule = Field(default="0 3 * * *", description="Cron schedule, UTC.")
-    keep: int = Field(default=7, ge=1, le=1000, description="How many verified dumps to keep (the newest N).")
+    keep: int = Field(default=7, ge=1, le=1000, description="How many verified backups to keep (the newest N).")
+    # zlib 2 costs about what 1 does on Sentry's (already compressed) event payloads and
+    # packs them a little tighter: as small as gzip -1 of a plain dump (tools/bench_backup.py).
     compression_level: int = Field(
-        default=6, ge=1, le=9, description="gzip level: 1 is fastest, 9 smallest (see tools/bench_backup.py)."
+        default=2,
+        ge=1,
+        le=9,
+        description="zlib level of the per-table files and the filestore archive: 1-3 are the fast ones "
+        "(see tools/bench_backup.py).",
+    )
+    jobs: int = Field(
+        default=2, ge=1, le=16, description="Parallel pg_dump workers (one table is dumped by one worker)."
+    )
+    roles: Literal["auto", "yes", "no"] = Field(
+        default="auto",
+        description="Back up the roles too (pg_dumpall --globals-only): auto does when the user is a superuser.",
+    )
+    filestore: bool = Field(
+        default=True, description="Archive the Sentry filestore volume with each backup (mounted read-only)."
     )
     starting_deadline_seconds: int = Field(default=3600, ge=60, description="How late a missed run may still start.")
     active_deadline_seconds: int = Field(default=3 * 3600, ge=60, description="Kill a run that takes longer.")
     backoff_limit: int = Field(default=2, ge=0, le=10, description="Retries of a failed run.")
     storage: Storage = Field(default_factory=lambda: Storage(size="8Gi"), description="Backup volume.")
-    resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "500m", "256Mi"))
+    # Compression is the backup's bottleneck (tools/bench_backup.py): a limit of 2 CPUs lets
+    # both dump workers compress at once. A limit only caps; the small request keeps the
+    # backup's CPU weight low whenever Sentry needs the CPU.
+    resources: Resources = Field(default_factory=lambda: resources("50m", "64Mi", "2", "256Mi"))
     offsite: OffsiteBackup = Field(default_factory=OffsiteBackup)
     restore: RestoreConfig = Field(default_factory=RestoreConfig)
 

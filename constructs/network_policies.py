@@ -63,6 +63,8 @@ class NetworkPoliciesProps:
     """The statsd exporter, if metrics are on: Sentry pods send to it, Prometheus scrapes it."""
     metrics_ports: tuple[int, int] = (9125, 9102)
     """Its statsd (UDP) and metrics (TCP) ports."""
+    metrics_senders: Sequence[Component] = ()
+    """Pods besides Sentry's that send statsd metrics (the backup). Default: none."""
 
 
 def _peer(component: Component) -> k8s.NetworkPolicyPeer:
@@ -147,7 +149,9 @@ class NetworkPolicies(Construct):
                 props.metrics,
                 props.metrics.selector_labels,
                 ingress=[
-                    k8s.NetworkPolicyIngressRule(from_=[_peer(c) for c in props.sentry], ports=[udp]),
+                    k8s.NetworkPolicyIngressRule(
+                        from_=[_peer(c) for c in [*props.sentry, *props.metrics_senders]], ports=[udp]
+                    ),
                     k8s.NetworkPolicyIngressRule(ports=[_tcp(metrics_port)]),
                 ],
             )
@@ -183,6 +187,8 @@ class NetworkPolicies(Construct):
             )
         for comp in props.database_clients:
             egress = [to_postgres]
+            if comp in props.metrics_senders:
+                egress += to_metrics
             if comp == props.offsite and cfg.offsite_egress_cidrs:
                 egress.append(
                     k8s.NetworkPolicyEgressRule(

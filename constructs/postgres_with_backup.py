@@ -2,11 +2,13 @@
 
 - PostgresWithBackup: the StatefulSet and Service; with `backup.enabled`, the backup
   volume and a CronJob running constructs/scripts/postgres-backup.sh (verified,
-  compressed dumps of every database and role; retention), and with
-  `backup.offsite.enabled` a second step copying each new dump to S3.
+  parallel directory-format dumps of the Sentry database, the roles and the
+  filestore; retention), and with `backup.offsite.enabled` a second step copying
+  each new backup to S3.
 - PostgresRestore: a Job running constructs/scripts/postgres-restore.sh, which
-  replaces the databases with a dump from the backup volume. SentryStack puts it in
-  its own chart (dist/90-restore.k8s.yaml) and only when `backup.restore.enabled`.
+  replaces the Sentry database (and optionally the filestore) with a backup from the
+  backup volume. SentryStack puts it in its own chart (dist/90-restore.k8s.yaml) and
+  only when `backup.restore.enabled`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import PodSettings, PostgresConfig
-from constructs.endpoints import NetworkTarget
+from constructs.config import BackupConfig, PodSettings, PostgresConfig, RestoreConfig
+from constructs.endpoints import NetworkTarget, PostgresEndpoint
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
@@ -40,7 +42,6 @@ from constructs.workload import (
     service_for,
     statefulset_claim_name,
 )
-from imports import k8s
 
 POSTGRES_PORT = 5432
 # The postgres image's own user. Running as it (not root) skips the entrypoint's
@@ -51,23 +52,28 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 # refuses a non-empty directory.
 PGDATA = f"{DATA_MOUNT}/pgdata"
 BACKUP_MOUNT = "/backups"
-# Both scripts start in this database: pg_dumpall reads the roles there, and a
-# restore must start in a database the dump does not drop while connected to it.
+# Where the backup and restore pods mount the Sentry filestore: the path Sentry's
+# own pods use, so that paths in logs mean the same everywhere.
+FILESTORE_MOUNT = "/var/lib/sentry/files"
+# The restore starts in this database: it drops and re-creates the Sentry database,
+# which it cannot do while connected to it.
 MAINTENANCE_DB = "postgres"
+# How long a backup run (e.g. a manual one) waits for another run to finish.
+BACKUP_LOCK_WAIT_SECONDS = 3600
 
 
 @dataclass(frozen=True)
 class PostgresWithBackupProps:
     """Props of PostgresWithBackup."""
 
-    config: PostgresConfig
-    """Image, database, storage, resources and backup settings (defaults: see PostgresConfig)."""
     component: Component
     """Names and labels of the database objects."""
     backup_component: Component
     """Names and labels of the backup CronJob and its volume."""
     secret: kplus.ISecret
     """Secret holding `postgres-password`."""
+    config: PostgresConfig = field(default_factory=PostgresConfig)
+    """Image, database, storage, resources and backup settings (defaults: see PostgresConfig)."""
     image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
     """Pull policy; default IfNotPresent."""
     pods: PodSettings = field(default_factory=PodSettings)
@@ -76,6 +82,11 @@ class PostgresWithBackupProps:
     """Placement and pod metadata of the backup pods. Default: none."""
     service_account: str | None = None
     """ServiceAccount of the pods. Default: the namespace's default (no token either way)."""
+    filestore_claim: str | None = None
+    """The Sentry filestore's PersistentVolumeClaim, archived with each backup when
+    `backup.filestore` is on; None: there is none to back up."""
+    backup_statsd: tuple[str, int] | None = None
+    """Where the backup reports its newest backup's time and size. Default: nowhere."""
 
 
 class PostgresWithBackup(Construct):
@@ -103,11 +114,23 @@ class PostgresWithBackup(Construct):
             self, comp, [kplus.ServicePort(name="postgresql", port=POSTGRES_PORT, target_port=POSTGRES_PORT)]
         )
         self.statefulset = self._statefulset()
+        self.backup: PostgresBackup | None = None
         if cfg.backup.enabled:
-            self.backup_claim = self._backup_claim()
-            self.backup = self._backup_cronjob()
-            harden(self.backup, props.service_account)
-            apply_pod_settings(self.backup, props.backup_pods, props.backup_component)
+            self.backup = PostgresBackup(
+                self,
+                "backup",
+                PostgresBackupProps(
+                    postgres=self,
+                    component=props.backup_component,
+                    secret=props.secret,
+                    config=cfg.backup,
+                    image_pull_policy=props.image_pull_policy,
+                    filestore_claim=props.filestore_claim,
+                    pods=props.backup_pods,
+                    service_account=props.service_account,
+                    statsd=props.backup_statsd,
+                ),
+            )
 
     def client_env(self, database: str | None = None, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
         """libpq environment for a client of this server; the password comes from the Secret
@@ -127,11 +150,6 @@ class PostgresWithBackup(Construct):
     def client_mounts(self, scope: Construct) -> list[kplus.VolumeMount]:
         """Nothing to mount: in the cluster, clients connect without TLS."""
         return []
-
-    @property
-    def backup_claim_name(self) -> str:
-        """The PersistentVolumeClaim holding the dumps (exists with backup.enabled)."""
-        return self.props.backup_component.name
 
     def _statefulset(self) -> kplus.StatefulSet:
         comp, cfg = self.props.component, self.props.config
@@ -182,33 +200,104 @@ class PostgresWithBackup(Construct):
         apply_pod_settings(sts, self.props.pods, comp)
         return sts
 
-    def _backup_claim(self) -> k8s.KubePersistentVolumeClaim:
-        comp = self.props.backup_component
-        return claim(self, "backup-claim", comp.name, comp, self.props.config.backup.storage)
 
-    def _backup_cronjob(self) -> kplus.CronJob:
-        comp, cfg = self.props.backup_component, self.props.config
-        backup, offsite = cfg.backup, cfg.backup.offsite
-        claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", self.backup_claim.name)
+@dataclass(frozen=True)
+class PostgresBackupProps:
+    """Props of PostgresBackup."""
+
+    postgres: PostgresEndpoint
+    """The server to back up: in the cluster or external (its client image, environment, TLS)."""
+    component: Component
+    """Names and labels of the CronJob and its volume."""
+    secret: kplus.ISecret
+    """Secret holding `postgres-password` (and `s3-secret-access-key` for the offsite copy)."""
+    config: BackupConfig = field(default_factory=BackupConfig)
+    """Schedule, retention, volume, resources, offsite copy (defaults: see BackupConfig)."""
+    image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
+    """Pull policy. Default: IfNotPresent."""
+    filestore_claim: str | None = None
+    """The Sentry filestore's claim, archived with each backup (with `config.filestore`).
+    Default: none (a bucket's files are the bucket's to keep)."""
+    pods: PodSettings = field(default_factory=PodSettings)
+    """Placement and pod metadata. Default: none."""
+    service_account: str | None = None
+    """ServiceAccount of the pods. Default: the namespace's default (no token either way)."""
+    statsd: tuple[str, int] | None = None
+    """Where to report the newest backup's time and size (statsd host, UDP port). Default: nowhere."""
+
+
+class PostgresBackup(Construct):
+    """A volume of its own and a CronJob writing verified backups of the Sentry database to
+    it (constructs/scripts/postgres-backup.sh), with the roles where the user may read them,
+    and an optional copy to S3. Works against any PostgresEndpoint: the in-cluster server,
+    or a managed one whose user is the database's owner and not a superuser."""
+
+    def __init__(self, scope: Construct, id: str, props: PostgresBackupProps) -> None:
+        super().__init__(scope, id)
+        self.props = props
+        comp = props.component
+        self.claim = claim(self, "backup-claim", comp.name, comp, props.config.storage)
+        self.cronjob = self._cronjob()
+        harden(self.cronjob, props.service_account)
+        apply_pod_settings(self.cronjob, props.pods, comp)
+
+    @property
+    def claim_name(self) -> str:
+        """The PersistentVolumeClaim holding the backups."""
+        return self.props.component.name
+
+    def _cronjob(self) -> kplus.CronJob:
+        comp, backup, postgres = self.props.component, self.props.config, self.props.postgres
+        offsite = backup.offsite
+        claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", self.claim.name)
         backups = kplus.Volume.from_persistent_volume_claim(self, "backups", claim, name="backups")
+        mounts = [
+            kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups),
+            # pg_dump and the verification write their scratch files here.
+            kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "backup-tmp", "backup-tmp")),
+        ]
+        filestore = self.props.filestore_claim if backup.filestore else None
+        if filestore:
+            claim_ref = kplus.PersistentVolumeClaim.from_claim_name(self, "filestore-claim-ref", filestore)
+            volume = kplus.Volume.from_persistent_volume_claim(
+                self, "filestore", claim_ref, name="filestore", read_only=True
+            )
+            mounts.append(kplus.VolumeMount(path=FILESTORE_MOUNT, volume=volume, read_only=True))
+        mounts += postgres.client_mounts(self)
+        # `auto` asks the server whether the user may read the roles; a managed server's
+        # owner role may not, and the endpoint knows that already.
+        roles = "no" if backup.roles == "auto" and not postgres.can_dump_roles else backup.roles
         dump = kplus.ContainerProps(
             name="backup",
-            image=cfg.image,
+            image=postgres.client_image,
             image_pull_policy=self.props.image_pull_policy,
             command=bash_command("postgres-backup"),
             env_variables={
-                **self.client_env(database=MAINTENANCE_DB),
+                # PGDATABASE is the Sentry database: the backup dumps it, not the cluster.
+                **postgres.client_env(),
                 **plain_env(
                     {
                         "BACKUP_DIR": BACKUP_MOUNT,
                         "BACKUP_KEEP": str(backup.keep),
-                        "BACKUP_GZIP_LEVEL": str(backup.compression_level),
+                        "BACKUP_COMPRESSION_LEVEL": str(backup.compression_level),
+                        "BACKUP_JOBS": str(backup.jobs),
+                        "BACKUP_ROLES": roles,
+                        "BACKUP_FILESTORE_DIR": FILESTORE_MOUNT if filestore else "",
+                        "BACKUP_LOCK_WAIT_SECONDS": str(BACKUP_LOCK_WAIT_SECONDS),
+                        **(
+                            {
+                                "BACKUP_STATSD_HOST": self.props.statsd[0],
+                                "BACKUP_STATSD_PORT": str(self.props.statsd[1]),
+                            }
+                            if self.props.statsd
+                            else {}
+                        ),
                     }
                 ),
             },
             resources=container_resources(backup.resources),
             security_context=container_security(POSTGRES_UID, POSTGRES_UID),
-            volume_mounts=[kplus.VolumeMount(path=BACKUP_MOUNT, volume=backups)],
+            volume_mounts=mounts,
         )
         # With an offsite copy the dump runs first, as the init container, and the upload
         # only starts once the dump is complete and verified; the Job fails if either does.
@@ -238,7 +327,7 @@ class PostgresWithBackup(Construct):
         )
 
     def _offsite_container(self, backups: kplus.Volume) -> kplus.ContainerProps:
-        offsite = self.props.config.backup.offsite
+        offsite = self.props.config.offsite
         return kplus.ContainerProps(
             name="offsite",
             image=offsite.image,
@@ -274,20 +363,29 @@ class PostgresWithBackup(Construct):
 class PostgresRestoreProps:
     """Props of PostgresRestore."""
 
-    postgres: PostgresWithBackup
-    """The server to restore into, and whose backup volume holds the dumps."""
+    postgres: PostgresEndpoint
+    """The server to restore into (in the cluster or external)."""
+    backup_claim: str
+    """The PersistentVolumeClaim holding the backups (PostgresBackup.claim_name)."""
     component: Component
     """Names and labels of the restore Job."""
     secret: kplus.ISecret
     """Secret holding `postgres-password` (as seen from the restore's chart)."""
+    config: RestoreConfig = field(default_factory=RestoreConfig)
+    """Which backup, waits, workers, roles and filestore (defaults: see RestoreConfig)."""
+    filestore_claim: str | None = None
+    """The Sentry filestore's claim, restored with `config.filestore`. Default: none (a
+    bucket's files are the bucket's to keep), and the filestore is left alone."""
+    image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
+    """Pull policy. Default: IfNotPresent."""
     service_account: str | None = None
     """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
 
 
 class PostgresRestore(Construct):
-    """A Job that restores a dump from the backup volume into the running server.
+    """A Job that restores a backup from the backup volume into the running server.
 
-    It replaces every database and role the dump holds, so it is synthesized only on
+    It replaces the Sentry database (and the roles and filestore, see RestoreConfig), so it is synthesized only on
     demand, into a chart of its own; see the README's restore runbook. The Job never
     retries (a failed restore wants a person), has no TTL (a finished Job stays, so
     re-applying the same manifest does not restore again), mounts the backups
@@ -296,10 +394,24 @@ class PostgresRestore(Construct):
 
     def __init__(self, scope: Construct, id: str, props: PostgresRestoreProps) -> None:
         super().__init__(scope, id)
-        postgres, comp = props.postgres, props.component
-        cfg = postgres.props.config
-        restore = cfg.backup.restore
-        claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", postgres.backup_claim_name)
+        postgres, comp, restore = props.postgres, props.component, props.config
+        claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", props.backup_claim)
+        mounts = [
+            kplus.VolumeMount(
+                path=BACKUP_MOUNT,
+                volume=kplus.Volume.from_persistent_volume_claim(
+                    self, "backups", claim, name="backups", read_only=True
+                ),
+                read_only=True,
+            ),
+            kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "tmp", "tmp")),
+            *postgres.client_mounts(self),
+        ]
+        filestore = props.filestore_claim if restore.filestore else None
+        if filestore:
+            filestore_ref = kplus.PersistentVolumeClaim.from_claim_name(self, "filestore-claim-ref", filestore)
+            volume = kplus.Volume.from_persistent_volume_claim(self, "filestore", filestore_ref, name="filestore")
+            mounts.append(kplus.VolumeMount(path=FILESTORE_MOUNT, volume=volume))
         self.job = kplus.Job(
             self,
             "job",
@@ -314,8 +426,8 @@ class PostgresRestore(Construct):
             containers=[
                 kplus.ContainerProps(
                     name="restore",
-                    image=cfg.image,
-                    image_pull_policy=postgres.props.image_pull_policy,
+                    image=postgres.client_image,
+                    image_pull_policy=props.image_pull_policy,
                     command=bash_command("postgres-restore"),
                     env_variables={
                         **postgres.client_env(database=MAINTENANCE_DB, secret=props.secret),
@@ -324,21 +436,17 @@ class PostgresRestore(Construct):
                                 "BACKUP_DIR": BACKUP_MOUNT,
                                 "RESTORE_FILE": restore.file,
                                 "RESTORE_WAIT_SECONDS": str(restore.wait_for_clients_seconds),
+                                "RESTORE_JOBS": str(restore.jobs),
+                                "RESTORE_ROLES": "no"
+                                if restore.roles == "auto" and not postgres.can_dump_roles
+                                else restore.roles,
+                                "RESTORE_FILESTORE_DIR": FILESTORE_MOUNT if filestore else "",
                             }
                         ),
                     },
                     resources=container_resources(restore.resources),
                     security_context=container_security(POSTGRES_UID, POSTGRES_UID),
-                    volume_mounts=[
-                        kplus.VolumeMount(
-                            path=BACKUP_MOUNT,
-                            volume=kplus.Volume.from_persistent_volume_claim(
-                                self, "backups", claim, name="backups", read_only=True
-                            ),
-                            read_only=True,
-                        ),
-                        kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "tmp", "tmp")),
-                    ],
+                    volume_mounts=mounts,
                 )
             ],
         )

@@ -51,12 +51,12 @@ REDIS_GID = 1000
 class RedisBrokerProps:
     """Props of RedisBroker."""
 
-    config: RedisConfig
-    """Image, storage and resources (defaults: see RedisConfig)."""
     component: Component
     """Names and labels of the Redis objects."""
     secret: kplus.ISecret
     """Secret holding `redis-password`."""
+    config: RedisConfig = field(default_factory=RedisConfig)
+    """Image, storage and resources (defaults: see RedisConfig)."""
     image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
     """Pull policy; default IfNotPresent so minikube can use a preloaded image."""
     pods: PodSettings = field(default_factory=PodSettings)

@@ -19,12 +19,12 @@ from constructs.workload import cron, seconds
 class SentryCleanupProps:
     """Props of SentryCleanup."""
 
-    config: CleanupConfig
-    """Retention days, schedule and resources (defaults: see CleanupConfig)."""
     component: Component
     """Names and labels of the CronJob."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
+    config: CleanupConfig = field(default_factory=CleanupConfig)
+    """Retention days, schedule and resources (defaults: see CleanupConfig)."""
     pods: PodSettings = field(default_factory=PodSettings)
     """Placement and pod metadata. Default: none."""
 

@@ -19,12 +19,12 @@ from constructs.workload import select
 class SentryCronProps:
     """Props of SentryCron."""
 
-    config: CronConfig
-    """Resources (defaults: see CronConfig)."""
     component: Component
     """Names and labels of the cron objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
+    config: CronConfig = field(default_factory=CronConfig)
+    """Resources (defaults: see CronConfig)."""
     pods: PodSettings = field(default_factory=PodSettings)
     """Placement and pod metadata. Default: none."""
 

@@ -42,14 +42,14 @@ ADMIN_PENDING_FILE = f"{BOOTSTRAP_MOUNT}/admin-pending"
 class SentryMigrationsProps:
     """Props of SentryMigrations."""
 
-    config: MigrationsConfig
-    """Resources, retries and deadline (defaults: see MigrationsConfig)."""
     component: Component
     """Names and labels of the Job (its name gets a suffix: the pod template's hash)."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
-    admin_email: str
-    """Email (login) of the superuser."""
+    config: MigrationsConfig = field(default_factory=MigrationsConfig)
+    """Resources, retries and deadline (defaults: see MigrationsConfig)."""
+    admin_email: str = "admin@example.com"
+    """Email (login) of the superuser. Default: admin@example.com."""
     create_admin: bool = True
     """Create the superuser on the first successful run. Default: true."""
     pods: PodSettings = field(default_factory=PodSettings)

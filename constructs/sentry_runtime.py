@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +79,6 @@ GCS_KEY_FILE = "credentials.json"
 class SentryRuntimeProps:
     """Props of SentryRuntime."""
 
-    config: SentryConfig
-    """Sentry settings (defaults: see SentryConfig)."""
     config_component: Component
     """Names and labels of the ConfigMap."""
     filestore_component: Component
@@ -91,6 +89,8 @@ class SentryRuntimeProps:
     """The broker and cache (in the cluster or external)."""
     secret: kplus.ISecret
     """The stack Secret (keys: see secrets_store.py)."""
+    config: SentryConfig = field(default_factory=SentryConfig)
+    """Sentry settings (defaults: see SentryConfig)."""
     use_ssl: bool = False
     """Whether Sentry is served over TLS (Ingress with a TLS secret). Default: false."""
     service_account: str | None = None

@@ -35,6 +35,8 @@ from constructs.pod_security import (
     unhardened,
 )
 from constructs.postgres_with_backup import (
+    PostgresBackup,
+    PostgresBackupProps,
     PostgresRestore,
     PostgresRestoreProps,
     PostgresWithBackup,
@@ -86,6 +88,8 @@ class SentryStack:
         secret = kplus.Secret.from_secret_name(chart, "secret-ref", names.secret_name)
 
         pg_cfg, redis_cfg = config.postgres, config.redis
+        # Where metrics go, when on: the statsd exporter made below.
+        statsd = (names.sentry("metrics").name, STATSD_PORT) if config.sentry.metrics.enabled else None
         self.postgres: PostgresEndpoint
         self.redis: RedisEndpoint
         if pg_cfg.external.host:
@@ -122,6 +126,12 @@ class SentryStack:
                     pods=pg_cfg.pods.over(config.pods),
                     backup_pods=config.pods,
                     service_account=account,
+                    # SentryRuntime below creates this claim (filesystem filestore); the backup
+                    # archives it. With a bucket, backing the files up is the bucket's job.
+                    filestore_claim=(
+                        names.sentry("filestore").name if config.sentry.filestore.backend == "filesystem" else None
+                    ),
+                    backup_statsd=statsd,
                 ),
             )
         if redis_cfg.external.host:
@@ -234,8 +244,28 @@ class SentryStack:
             )
 
         backup = config.postgres.backup
-        in_cluster_backup = backup.enabled and isinstance(self.postgres, PostgresWithBackup)
-        restore_enabled = in_cluster_backup and backup.restore.enabled
+        files_claim = names.sentry("filestore").name if sentry.filestore.backend == "filesystem" else None
+        # In the cluster, PostgresWithBackup made its own; an external server gets one here.
+        self.backup: PostgresBackup | None = (
+            self.postgres.backup if isinstance(self.postgres, PostgresWithBackup) else None
+        )
+        if backup.enabled and self.backup is None:
+            self.backup = PostgresBackup(
+                chart,
+                "backup",
+                PostgresBackupProps(
+                    postgres=self.postgres,
+                    component=names.backup,
+                    secret=secret,
+                    config=backup,
+                    image_pull_policy=pull_policy(sentry.image_pull_policy),
+                    filestore_claim=files_claim,
+                    pods=config.pods,
+                    service_account=account,
+                    statsd=statsd,
+                ),
+            )
+        restore_enabled = self.backup is not None and backup.restore.enabled
         if config.network.policies:
             sentry_pods = [names.sentry(c) for c in ("web", "worker", "cron", "migrations")]
             if sentry.cleanup.enabled:
@@ -243,7 +273,7 @@ class SentryStack:
             # The restore's policies are always here, not in 90-restore: the runbook applies
             # only 90-restore.k8s.yaml (20-sentry would scale Sentry back up), and no restore
             # pod exists unless the restore Job does.
-            database_clients = [names.backup, names.restore] if in_cluster_backup else []
+            database_clients = [names.backup, names.restore] if self.backup is not None else []
             smtp_ports = [sentry.smtp.port] if sentry.smtp.host else []
             endpoint = urlsplit(backup.offsite.endpoint_url)
             NetworkPolicies(
@@ -260,16 +290,17 @@ class SentryStack:
                     postgres=self.postgres.network,
                     redis=self.redis.network,
                     database_clients=database_clients,
-                    offsite=names.backup if in_cluster_backup and backup.offsite.enabled else None,
+                    offsite=names.backup if self.backup is not None and backup.offsite.enabled else None,
                     offsite_port=endpoint.port or (80 if endpoint.scheme == "http" else 443),
                     metrics=names.sentry("metrics") if self.metrics else None,
+                    metrics_senders=[names.backup] if self.backup is not None else [],
                     metrics_ports=(STATSD_PORT, METRICS_PORT),
                 ),
             )
         _check_hardened(chart)
 
         if restore_enabled:
-            assert isinstance(self.postgres, PostgresWithBackup)
+            assert self.backup is not None
             restore_chart = cdk8s.Chart(
                 app, "90-restore", namespace=config.namespace, disable_resource_name_hashes=True
             )
@@ -278,8 +309,12 @@ class SentryStack:
                 "restore",
                 PostgresRestoreProps(
                     postgres=self.postgres,
+                    backup_claim=self.backup.claim_name,
                     component=names.restore,
                     secret=kplus.Secret.from_secret_name(restore_chart, "secret-ref", names.secret_name),
+                    config=backup.restore,
+                    filestore_claim=files_claim,
+                    image_pull_policy=pull_policy(sentry.image_pull_policy),
                     service_account=account,
                 ),
             )

@@ -29,12 +29,12 @@ HEALTH_PATH = "/_health/"
 class SentryWebProps:
     """Props of SentryWeb."""
 
-    config: WebConfig
-    """Replicas, resources, Service type and nodePort, Ingress (defaults: see WebConfig)."""
     component: Component
     """Names and labels of the web objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
+    config: WebConfig = field(default_factory=WebConfig)
+    """Replicas, resources, Service type and nodePort, Ingress (defaults: see WebConfig)."""
     pods: PodSettings = field(default_factory=PodSettings)
     """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
 

@@ -25,12 +25,12 @@ from constructs.workload import (
 class SentryWorkerProps:
     """Props of SentryWorker."""
 
-    config: WorkerConfig
-    """Replicas, concurrency, resources, grace period (defaults: see WorkerConfig)."""
     component: Component
     """Names and labels of the worker objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
+    config: WorkerConfig = field(default_factory=WorkerConfig)
+    """Replicas, concurrency, resources, grace period (defaults: see WorkerConfig)."""
     pods: PodSettings = field(default_factory=PodSettings)
     """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
 

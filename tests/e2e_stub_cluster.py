@@ -112,17 +112,17 @@ def kubectl(args: list[str]) -> int:
     elif verb == "create" and rest[1] == "job":
         state["backup_job"] = rest[-1]
     elif verb == "logs" and rest[1].startswith("job/sentry-backup-e2e-"):
-        print("backup: dumping all databases and roles of sentry-postgresql:5432 as sentry (gzip -6)")
-        print("backup: dump took 2s, verifying")
+        # The log lines of constructs/scripts/postgres-backup.sh and postgres-restore.sh.
+        print("backup: verified in 1s")
         print(
-            "backup: wrote /var/backups/postgres/sentry-20261130T075300Z.sql.gz "
-            "(1843222 bytes; 2 databases, 312 tables, 5120 rows) in 3s"
+            "backup: wrote /backups/sentry-20261130T075300Z "
+            "(1843222 bytes; 312 tables, 5120 rows, roles, filestore: 3 entries, 3s)"
         )
-        print("backup: done; 1 dumps in /var/backups/postgres, newest sentry-20261130T075300Z.sql.gz")
+        print("backup: done; 1 backups in /backups, newest sentry-20261130T075300Z, 7000 MiB free")
     elif verb == "logs" and rest[1] == "job/sentry-restore":
-        print("restore: chose /var/backups/postgres/sentry-20261130T075300Z.sql.gz (1843222 bytes)")
-        print("restore: checked: every table has the dump's row count and every role exists")
-        print("restore: done in 9s: sentry-20261130T075300Z.sql.gz (2 databases, 312 tables, 5120 rows, 2 roles)")
+        print("restore: verified: database sentry (312 tables, 5120 rows), roles, filestore")
+        print("restore: checked: all 312 tables have the backup's row counts")
+        print("restore: done in 9s: sentry-20261130T075300Z (database sentry: 312 tables, 5120 rows)")
     elif verb == "run" and rest[1] == "probe":
         state["probe_output"] = _run_probe(rest[rest.index("--") + 1 :])
     elif verb == "logs" and rest[1] == "probe":

@@ -5,10 +5,12 @@ the container's command (["/bin/bash", "-c", script]) and environment from the Y
 resolves secretKeyRefs from the test secrets, and runs it against a real PostgreSQL
 server (Debian's PostgreSQL 15; the manifests use 9.6, see the notes in the scripts).
 Only these environment values are replaced, because they name places in the cluster:
-PGHOST and PGPORT (the test server instead of the sentry-postgresql Service) and
-BACKUP_DIR (a temporary directory instead of the volume mounted at /backups). PATH
-gets the PostgreSQL bin dir, as the postgres image has it. The test server's superuser
-is `sentry` with the Secret's password and md5 authentication, as in the image.
+PGHOST and PGPORT (the test server instead of the sentry-postgresql Service),
+BACKUP_DIR (a temporary directory instead of the volume mounted at /backups) and the
+FILESTORE_DIR variables (temporary directories instead of the filestore volume). A
+few tests also replace a tuning value to provoke a situation (a short lock wait).
+PATH gets the PostgreSQL bin dir, as the postgres image has it. The test server's
+superuser is `sentry` with the Secret's password and md5 authentication, as in the image.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import re
 import shutil
 import stat
 import subprocess
+import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +36,7 @@ from constructs.values import ConfigError, parse_config
 from tests.conftest import TEST_SECRETS, Dist, all_containers, find_container, manifest_env, pod_specs, synth
 from tests.servers import PostgresServer
 
-DUMP_NAME = re.compile(r"^sentry-(\d{8}T\d{6}Z)\.sql\.gz$")
+BACKUP_NAME = re.compile(r"^sentry-(\d{8}T\d{6}Z)$")
 S3_SECRETS = {**TEST_SECRETS, "s3-secret-access-key": "s3-test-secret-0c5e77"}
 VALUES = """
 postgres:
@@ -41,7 +44,7 @@ postgres:
     schedule: "30 1 * * *"
     keep: 3
     storage: {size: 20Gi, storage_class: backup-class}
-    restore: {enabled: true, wait_for_clients_seconds: 2}
+    restore: {enabled: true, wait_for_clients_seconds: 2, filestore: true}
 """
 OFFSITE_VALUES = """
 postgres:
@@ -90,10 +93,19 @@ def test_backup_cronjob_is_hardened(dist: Dist) -> None:
     (container,) = pod["containers"]
     assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["runAsUser"] == 999
+    assert container["securityContext"]["runAsUser"] == 999 and pod["securityContext"]["fsGroup"] == 999
     env = manifest_env(container)
-    assert env["BACKUP_KEEP"] == "3" and env["BACKUP_GZIP_LEVEL"] == "6"
-    assert env["BACKUP_DIR"] == container["volumeMounts"][0]["mountPath"]
+    assert env["BACKUP_KEEP"] == "3" and env["BACKUP_COMPRESSION_LEVEL"] == "2" and env["BACKUP_JOBS"] == "2"
+    assert env["BACKUP_ROLES"] == "auto"
+    assert env["PGDATABASE"] == "sentry", "the backup dumps the Sentry database itself"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert env["BACKUP_DIR"] == mounts["backups"]["mountPath"]
+    assert mounts["backup-tmp"]["mountPath"] == "/tmp", "scratch space on a read-only root file system"
+    # The filestore is archived with every backup and mounted read-only.
+    assert env["BACKUP_FILESTORE_DIR"] == mounts["filestore"]["mountPath"] and mounts["filestore"]["readOnly"]
+    filestore = next(v for v in pod["volumes"] if v["name"] == "filestore")
+    assert filestore["persistentVolumeClaim"] == {"claimName": "sentry-filestore", "readOnly": True}
+    assert dist.get("PersistentVolumeClaim", "sentry-filestore")
     assert env["PGPASSWORD"] == TEST_SECRETS["postgres-password"]
     assert "value" not in next(e for e in container["env"] if e["name"] == "PGPASSWORD")
     claim = dist.get("PersistentVolumeClaim", "sentry-backup")["spec"]
@@ -122,9 +134,23 @@ def test_restore_job_is_synthesized_only_on_demand_into_its_own_file(default_dis
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
     backups = next(v for v in pod["volumes"] if v["name"] == "backups")
     assert backups["persistentVolumeClaim"] == {"claimName": "sentry-backup", "readOnly": True}
-    assert next(m for m in container["volumeMounts"] if m["name"] == "backups")["readOnly"] is True
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["backups"]["readOnly"] is True
     env = manifest_env(container)
     assert env["RESTORE_FILE"] == "latest" and env["PGDATABASE"] == "postgres"
+    assert env["RESTORE_JOBS"] == "2" and env["RESTORE_ROLES"] == "auto"
+    # restore.filestore: true in VALUES: the filestore is mounted writable.
+    assert env["RESTORE_FILESTORE_DIR"] == mounts["filestore"]["mountPath"] and not mounts["filestore"].get("readOnly")
+    filestore = next(v for v in pod["volumes"] if v["name"] == "filestore")
+    assert filestore["persistentVolumeClaim"] == {"claimName": "sentry-filestore", "readOnly": False}
+
+
+def test_restore_leaves_the_filestore_alone_unless_asked(tmp_path: Path) -> None:
+    code, plain = synth(tmp_path, VALUES.replace(", filestore: true", ""))
+    assert code == 0
+    (container,) = pod_specs(plain.get("Job", "sentry-restore"))[0]["containers"]
+    assert manifest_env(container)["RESTORE_FILESTORE_DIR"] == ""
+    assert "filestore" not in {m["name"] for m in container["volumeMounts"]}
 
 
 @pytest.mark.parametrize(
@@ -132,6 +158,9 @@ def test_restore_job_is_synthesized_only_on_demand_into_its_own_file(default_dis
     [
         ({"enabled": False, "restore": {"enabled": True}}, "needs backup.enabled"),
         ({"restore": {"file": "../etc/passwd"}}, "does not match"),
+        # The earlier single-file format is not restorable by this Job (see the README).
+        ({"restore": {"file": "sentry-20240101T030000Z.sql.gz"}}, "does not match"),
+        ({"roles": "sometimes"}, "roles"),
         ({"offsite": {"enabled": True, "access_key_id": "AKIA"}}, "bucket is required"),
         ({"offsite": {"prefix": "/abs/"}}, "does not match"),
     ],
@@ -187,24 +216,73 @@ class Script:
         env = {**self.env, "PATH": path, **extra}
         return subprocess.run(self.command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
+    def start(self, path: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command,
+            env={**self.env, "PATH": path},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
-def backup_script(dist: Dist, server: PostgresServer, backup_dir: Path, **overrides: str) -> Script:
-    where = {"PGHOST": server.host, "PGPORT": str(server.port), "BACKUP_DIR": str(backup_dir), **overrides}
+
+def backup_script(
+    dist: Dist, server: PostgresServer, backup_dir: Path, filestore: Path | None = None, **overrides: str
+) -> Script:
+    where = {
+        "PGHOST": server.host,
+        "PGPORT": str(server.port),
+        "BACKUP_DIR": str(backup_dir),
+        "BACKUP_FILESTORE_DIR": str(filestore) if filestore else "",
+        **overrides,
+    }
     return Script.of(dist.get("CronJob", "sentry-backup"), "backup", **where)
 
 
-def restore_script(dist: Dist, server: PostgresServer, backup_dir: Path) -> Script:
-    where = {"PGHOST": server.host, "PGPORT": str(server.port), "BACKUP_DIR": str(backup_dir)}
+def restore_script(
+    dist: Dist, server: PostgresServer, backup_dir: Path, filestore: Path | None = None, **overrides: str
+) -> Script:
+    where = {
+        "PGHOST": server.host,
+        "PGPORT": str(server.port),
+        "BACKUP_DIR": str(backup_dir),
+        "RESTORE_FILESTORE_DIR": str(filestore) if filestore else "",
+        **overrides,
+    }
     return Script.of(dist.get("Job", "sentry-restore"), "restore", **where)
 
 
-def dumps(backup_dir: Path) -> list[str]:
-    return sorted(p.name for p in backup_dir.iterdir() if DUMP_NAME.match(p.name))
+def backups(backup_dir: Path) -> list[str]:
+    return sorted(p.name for p in backup_dir.iterdir() if BACKUP_NAME.match(p.name))
+
+
+def visible(backup_dir: Path) -> list[str]:
+    """Everything in the directory except the lock file every run keeps there."""
+    return sorted(p.name for p in backup_dir.iterdir() if p.name != ".backup.lock")
 
 
 def new_server() -> PostgresServer:
     # Like the postgres image: the only superuser is `sentry`, with the Secret's password.
     return PostgresServer(superuser="sentry", password=TEST_SECRETS["postgres-password"], auth="md5").start()
+
+
+def shim(tmp_path: Path, name: str, body: str) -> str:
+    """A directory with a stand-in for one program, to put in front of PATH."""
+    folder = tmp_path / "shim"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text("#!/bin/bash\n" + body)
+    (folder / name).chmod(0o755)
+    return str(folder)
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every directory (None) under root, by relative path,
+    without the volume's lost+found and the backup runs' lock file."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+        if p.relative_to(root).parts[0] not in ("lost+found", ".backup.lock")
+    }
 
 
 DATASET = r"""
@@ -214,9 +292,6 @@ CREATE ROLE writer LOGIN CREATEDB PASSWORD 'writer-pw' IN ROLE app_group;
 CREATE ROLE "Ünïcødé rôle" NOLOGIN;
 CREATE DATABASE sentry OWNER sentry;
 CREATE DATABASE "archive-ü" OWNER writer;
-CREATE DATABASE analytics OWNER reader;
-CREATE TABLE maintenance_notes (id int PRIMARY KEY, note text);
-INSERT INTO maintenance_notes VALUES (1, 'in the postgres database, which a restore cleans object by object');
 """
 SENTRY_DB = r"""
 CREATE TABLE sentry_events (
@@ -235,26 +310,32 @@ SELECT repeat('Größere Zeile ✓ ', 70000),
 FROM generate_series(1, 3) AS i;
 -- Values that look like COPY syntax, newlines and the end-of-data marker.
 INSERT INTO sentry_events (message, created) VALUES (E'\\.', now()), (E'line one\nline two\r\n\\.\n', now());
+CREATE INDEX sentry_events_created ON sentry_events (created);
 CREATE SCHEMA "odd schema";
 CREATE TABLE "odd schema"."Odd ""Name"" table" (k text PRIMARY KEY, v int);
 INSERT INTO "odd schema"."Odd ""Name"" table" VALUES ('ü', 1), ('', 2), (' ', 3);
+CREATE TABLE "odd schema"."with\backslash" (x int);
+INSERT INTO "odd schema"."with\backslash" VALUES (1);
 CREATE TABLE empty_table (x int);
+CREATE TABLE owned_by_writer (x int);
+ALTER TABLE owned_by_writer OWNER TO writer;
+INSERT INTO owned_by_writer VALUES (7);
 GRANT SELECT ON sentry_events TO reader;
 """
 ARCHIVE_DB = r"""
-CREATE TABLE documents (id serial PRIMARY KEY, title text, body text);
-INSERT INTO documents (title, body)
-SELECT 'Dokument Nr. ' || i, repeat('Ελληνικά кириллица עברית ', 40) FROM generate_series(1, 2000) AS i;
+CREATE TABLE documents (id serial PRIMARY KEY, title text);
+INSERT INTO documents (title) SELECT 'Dokument Nr. ' || i FROM generate_series(1, 200) AS i;
 """
 
 
 def fingerprint(server: PostgresServer) -> dict[str, object]:
-    """What a restore must reproduce: databases, roles, memberships, every table's
-    row count and checksum, and sequence positions."""
+    """What a restore must reproduce: the Sentry database's owner and encoding, roles,
+    memberships, every table's full contents (count and checksum of all rows), and
+    sequence positions."""
     found: dict[str, object] = {
-        "databases": server.psql(
+        "database": server.psql(
             "SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding) FROM pg_database "
-            "WHERE datname <> 'template0' ORDER BY 1"
+            "WHERE datname = 'sentry'"
         ),
         "roles": server.psql(
             "SELECT rolname, rolsuper, rolcreatedb, rolcanlogin, rolconnlimit, rolpassword IS NOT NULL "
@@ -265,25 +346,27 @@ def fingerprint(server: PostgresServer) -> dict[str, object]:
             "JOIN pg_roles m ON m.oid = a.member WHERE r.rolname !~ '^pg_' ORDER BY 1, 2"
         ),
     }
-    databases = server.psql("SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1").splitlines()
-    for database in databases:
-        relations = server.psql(
-            "SELECT c.relkind, format('%I.%I', n.nspname, c.relname) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'S') "
-            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY 2",
-            database=database,
-        ).splitlines()
-        queries = []
-        for kind, name in (line.split("|", 1) for line in relations):
-            label = name.replace("'", "''")
-            if kind == "S":
-                queries.append(f"SELECT '{label}', last_value, is_called FROM {name};")
-            else:
-                queries.append(
-                    f"SELECT '{label}', count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) "
-                    f"FROM {name} x;"
-                )
-        found[database] = server.psql("\n".join(queries), database=database) if queries else ""
+    if not found["database"]:
+        return found
+    relations = server.psql(
+        "SELECT c.relkind, format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'S', 'i') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY 2",
+        database="sentry",
+    ).splitlines()
+    queries = []
+    for kind, name in (line.split("|", 1) for line in relations):
+        label = name.replace("'", "''")
+        if kind == "S":
+            queries.append(f"SELECT '{label}', last_value, is_called FROM {name};")
+        elif kind == "i":
+            queries.append(f"SELECT '{label}', pg_get_indexdef('{label}'::regclass);")
+        else:
+            queries.append(
+                f"SELECT '{label}', count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')), "
+                f"pg_get_userbyid((SELECT relowner FROM pg_class WHERE oid = '{label}'::regclass)) FROM {name} x;"
+            )
+    found["sentry"] = server.psql("\n".join(queries), database="sentry")
     return found
 
 
@@ -303,29 +386,52 @@ def source() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="module")
 def source_fingerprint(source: PostgresServer) -> dict[str, object]:
     found = fingerprint(source)
-    assert "Ünïcødé rôle" in found["roles"] and "archive-ü" in found["databases"]
-    assert "sentry_events|5005|" in found["sentry"]
+    assert "Ünïcødé rôle" in found["roles"] and found["database"] == "sentry|sentry|UTF8"
+    assert "public.sentry_events|5005|" in found["sentry"] and "owned_by_writer|1|" in found["sentry"]
     return found
 
 
 @pytest.fixture(scope="module")
+def filestore(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A filestore like Sentry's: nested directories of release files and debug symbols."""
+    root = tmp_path_factory.mktemp("filestore")
+    (root / "lost+found").mkdir()  # the volume's, not Sentry's: neither archived nor restored
+    (root / "lost+found" / "x").write_text("fsck")
+    (root / "1" / "2").mkdir(parents=True)
+    (root / "1" / "2" / "app.js.map").write_text('{"version":3,"sources":["app.js"]}\n' * 500)
+    (root / "1" / "debug symbols ü.dSYM").write_bytes(os.urandom(300_000))
+    (root / "empty-dir").mkdir()
+    (root / "empty-file").write_bytes(b"")
+    return root
+
+
+@pytest.fixture(scope="module")
 def good_backup(
-    dist: Dist, source: PostgresServer, source_fingerprint: dict, tmp_path_factory: pytest.TempPathFactory
+    dist: Dist,
+    source: PostgresServer,
+    source_fingerprint: dict,
+    filestore: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
-    """The directory of one backup of `source`, taken by the CronJob's script."""
+    """The directory holding one backup of `source` (and `filestore`), taken by the CronJob's script."""
     backup_dir = tmp_path_factory.mktemp("good-backup")
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    result = backup_script(dist, source, backup_dir).run(source.path())
+    result = backup_script(dist, source, backup_dir, filestore).run(source.path())
     assert result.returncode == 0, result.stderr
-    (name,) = os.listdir(backup_dir)  # nothing else, not even a hidden partial file
-    stamp = dt.datetime.strptime(DUMP_NAME.match(name).group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-    assert before <= stamp <= dt.datetime.now(dt.UTC), "the file name carries the UTC time of the backup"
-    assert stat.S_IMODE((backup_dir / name).stat().st_mode) == 0o600
-    assert f"wrote {backup_dir / name}" in result.stdout and " databases, " in result.stdout
-    with gzip.open(backup_dir / name, "rt", encoding="utf-8") as dump:
-        text = dump.read()
-    assert "CREATE ROLE reader;" in text and "CREATE ROLE writer;" in text, "roles are in the dump"
-    assert text.rstrip().endswith("-- PostgreSQL database cluster dump complete\n--")
+    (name,) = visible(backup_dir)  # nothing else, not even a hidden partial directory
+    stamp = dt.datetime.strptime(BACKUP_NAME.match(name).group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    assert before <= stamp <= dt.datetime.now(dt.UTC), "the name carries the UTC time of the backup"
+    backup = backup_dir / name
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o700
+    assert {p.name for p in backup.iterdir()} == {"db", "db.rows", "roles.sql", "filestore.tar.gz", "MD5SUMS"}
+    assert (backup / "db" / "toc.dat").is_file() and list((backup / "db").glob("*.dat.gz"))
+    assert f"wrote {backup} (" in result.stdout and "; 5 tables, 5010 rows, roles, filestore: " in result.stdout
+    roles = (backup / "roles.sql").read_text(encoding="utf-8")
+    assert "CREATE ROLE reader;" in roles and "CREATE ROLE writer;" in roles, "roles are in the backup"
+    assert "archive-ü" not in roles and not (backup / "db" / "archive-ü").exists()
+    with tarfile.open(backup / "filestore.tar.gz") as archive:
+        names = archive.getnames()
+    assert "./1/2/app.js.map" in names and not [n for n in names if "lost+found" in n]
     return backup_dir
 
 
@@ -338,63 +444,126 @@ def target() -> Iterator[PostgresServer]:
         server.cleanup()
 
 
+def copy_of(good_backup: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the backup directory, and the one backup in it."""
+    backup_dir = tmp_path / "backups"
+    shutil.copytree(good_backup, backup_dir)
+    (name,) = backups(backup_dir)
+    return backup_dir, backup_dir / name
+
+
+# --- round trips ------------------------------------------------------------------
+
+
 def test_backup_restores_into_a_fresh_server_with_identical_contents(
-    dist: Dist, good_backup: Path, source_fingerprint: dict, target: PostgresServer
+    dist: Dist, good_backup: Path, source_fingerprint: dict, filestore: Path, target: PostgresServer, tmp_path: Path
 ) -> None:
-    result = restore_script(dist, target, good_backup).run(target.path())
+    restored_files = tmp_path / "files"
+    restored_files.mkdir()
+    result = restore_script(dist, target, good_backup, restored_files).run(target.path())
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "every table has the dump's row count and every role exists" in result.stdout
+    assert "restoring database sentry with 2 jobs" in result.stdout
+    assert "checked: all 5 tables have the backup's row counts" in result.stdout
     assert fingerprint(target) == source_fingerprint
     # Password hashes came along: the restored roles log in with their old passwords.
-    assert target.psql("SELECT current_user", database="analytics", user="reader", password="reader-pw") == "reader"
     assert target.psql("SELECT count(*) FROM sentry_events", database="sentry", user="reader", password="reader-pw")
+    # The filestore, byte for byte, without the volume's lost+found.
+    assert tree(restored_files) == tree(filestore)
+    # ANALYZE ran: the planner has statistics for the restored tables.
+    assert target.psql("SELECT count(*) FROM pg_stats WHERE tablename = 'sentry_events'", database="sentry") != "0"
 
 
 def test_restore_into_the_running_database_undoes_later_changes(
-    dist: Dist, good_backup: Path, source_fingerprint: dict, target: PostgresServer
+    dist: Dist, good_backup: Path, source_fingerprint: dict, filestore: Path, target: PostgresServer, tmp_path: Path
 ) -> None:
-    setup = restore_script(dist, target, good_backup).run(target.path())
+    files = tmp_path / "files"
+    files.mkdir()
+    setup = restore_script(dist, target, good_backup, files).run(target.path())
     assert setup.returncode == 0, setup.stderr
+    target.psql("CREATE DATABASE other; CREATE TABLE other_t (x int)")
+    target.psql("CREATE TABLE kept (x int)", database="other")
     target.psql(
         "DELETE FROM sentry_events WHERE id % 3 = 0; UPDATE sentry_events SET message = 'changed' WHERE id < 10;"
         "DROP TABLE empty_table; CREATE TABLE later (x int); SELECT setval('sentry_events_id_seq', 5);",
         database="sentry",
     )
     target.psql("ALTER ROLE reader PASSWORD 'other'; DROP ROLE \"Ünïcødé rôle\"; ALTER ROLE writer NOCREATEDB;")
+    (files / "1" / "2" / "app.js.map").write_text("changed")
+    (files / "uploaded-later").write_text("new")
     assert fingerprint(target) != source_fingerprint
 
-    result = restore_script(dist, target, good_backup).run(target.path())
+    result = restore_script(dist, target, good_backup, files).run(target.path())
     assert result.returncode == 0, result.stdout + result.stderr
-    # The connecting superuser cannot drop or re-create itself: exactly these errors are allowed.
+    # Existing roles cannot be created again: exactly these errors are allowed.
     assert 'ERROR:  role "sentry" already exists' in result.stdout
-    assert "current user cannot be dropped" in result.stdout
+    assert 'ERROR:  role "reader" already exists' in result.stdout
     assert fingerprint(target) == source_fingerprint
-    assert target.psql("SELECT 1", database="analytics", user="reader", password="reader-pw") == "1"
+    assert target.psql("SELECT 1", database="sentry", user="reader", password="reader-pw") == "1"
+    assert tree(files) == tree(filestore)
+    # Other databases are not the backup's business.
+    assert target.psql("SELECT count(*) FROM pg_class WHERE relname = 'kept'", database="other") == "1"
 
 
-def test_restore_of_a_chosen_dump_restores_that_dump(
-    source: PostgresServer, good_backup: Path, tmp_path: Path, target: PostgresServer
+def test_restore_of_a_chosen_backup_restores_that_backup(
+    good_backup: Path, tmp_path: Path, target: PostgresServer
 ) -> None:
-    backup_dir = tmp_path / "backups"
-    shutil.copytree(good_backup, backup_dir)
-    (chosen,) = dumps(backup_dir)
-    newer = backup_dir / "sentry-29991231T235959Z.sql.gz"  # the "latest" one, which must not be used
-    newer.write_bytes(gzip.compress(b"-- not this one\n"))
-    code, chosen_dist = synth(tmp_path, VALUES.replace("enabled: true,", f"enabled: true, file: {chosen},"))
+    backup_dir, chosen = copy_of(good_backup, tmp_path)
+    newer = backup_dir / "sentry-29991231T235959Z"  # the "latest" one, which must not be used
+    newer.mkdir()
+    (newer / "MD5SUMS").write_text("")
+    code, chosen_dist = synth(tmp_path, VALUES.replace("enabled: true,", f"enabled: true, file: {chosen.name},"))
     assert code == 0
     result = restore_script(chosen_dist, target, backup_dir).run(target.path())
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"chose {backup_dir / chosen}" in result.stdout
+    assert f"chose {chosen} (" in result.stdout
     assert target.psql("SELECT count(*) FROM sentry_events", database="sentry") == "5005"
 
 
+def test_a_user_who_is_not_a_superuser_backs_up_the_database_without_roles(
+    dist: Dist, source: PostgresServer, tmp_path: Path
+) -> None:
+    # As on a managed PostgreSQL: the Sentry database's owner, no superuser. auto skips the roles.
+    source.psql("CREATE ROLE plain_owner LOGIN PASSWORD 'plain-pw'; CREATE DATABASE plain_db OWNER plain_owner")
+    source.psql(
+        "CREATE TABLE t AS SELECT generate_series(1, 10) AS x",
+        database="plain_db",
+        user="plain_owner",
+        password="plain-pw",
+    )
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    script = backup_script(dist, source, backup_dir, PGUSER="plain_owner", PGPASSWORD="plain-pw", PGDATABASE="plain_db")
+    result = script.run(source.path())
+    assert result.returncode == 0, result.stderr
+    assert "roles: no" in result.stdout
+    (name,) = backups(backup_dir)
+    assert not (backup_dir / name / "roles.sql").exists()
+    assert (backup_dir / name / "db.rows").read_text().split("\t")[1] == "10\n"
+    # Asked to dump roles anyway, it fails rather than silently leaving them out.
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    refused = backup_script(
+        dist,
+        source,
+        other_dir,
+        PGUSER="plain_owner",
+        PGPASSWORD="plain-pw",
+        PGDATABASE="plain_db",
+        BACKUP_ROLES="yes",
+    ).run(source.path())
+    assert refused.returncode != 0 and "pg_dumpall --globals-only exited" in refused.stderr
+    assert visible(other_dir) == []
+
+
+# --- failures of the backup ----------------------------------------------------------
+
+
 @pytest.mark.parametrize("failure", ["wrong password", "server down"])
-def test_a_failed_dump_exits_nonzero_and_leaves_nothing_that_looks_like_a_backup(
+def test_a_failed_backup_exits_nonzero_and_leaves_nothing_that_looks_like_a_backup(
     failure: str, dist: Dist, source: PostgresServer, good_backup: Path, tmp_path: Path
 ) -> None:
-    backup_dir = tmp_path / "backups"
-    shutil.copytree(good_backup, backup_dir)
-    before = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
+    backup_dir, _ = copy_of(good_backup, tmp_path)
+    before = tree(backup_dir)
     overrides = {"PGPASSWORD": "not-the-password"} if failure == "wrong password" else {}
     script = backup_script(dist, source, backup_dir, **overrides)
     if failure == "server down":
@@ -405,8 +574,126 @@ def test_a_failed_dump_exits_nonzero_and_leaves_nothing_that_looks_like_a_backup
         source.start()
     assert result.returncode != 0
     assert "no backup was written" in result.stderr
-    after = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
-    assert after == before, "no new or partial file, and the earlier good dump is untouched"
+    assert tree(backup_dir) == before, "no new or partial directory, and the earlier good backup is untouched"
+
+
+# pg_dump stand-ins that run the real pg_dump, exit 0, and then damage what it wrote
+# in a way only one check of the verification can notice.
+DAMAGE = {
+    # The gzip trailer's CRC: the text decompresses complete and ends with the
+    # end-of-data marker, only gzip's exit status says it is wrong, and only
+    # `pipefail` carries that status out of `gzip -dc | awk`.
+    "bad crc": 'printf "\\x00\\x00\\x00\\x00" | dd of="$f" bs=1 seek=$(($(stat -c %s "$f") - 8)) '
+    "conv=notrunc status=none",
+    # A table's data cut short but validly compressed: only the end-of-data marker check sees it.
+    "cut short": 'gzip -dc "$f" | head -n 100 | gzip >"$f.tmp" && mv "$f.tmp" "$f"',
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_verification_catches_what_pg_dump_wrote_wrong(
+    damage: str, dist: Dist, source: PostgresServer, tmp_path: Path
+) -> None:
+    path = shim(
+        tmp_path,
+        "pg_dump",
+        f'"{source.bin_dir}/pg_dump" "$@" || exit\n'
+        'for a; do [[ $a == --file=* ]] && out="${a#--file=}"; done\n'
+        'f="$(ls -S "$out"/*.dat.gz | head -n 1)"\n' + DAMAGE[damage] + "\n",
+    )
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    result = backup_script(dist, source, backup_dir).run(f"{path}:{source.path()}")
+    assert result.returncode != 0
+    assert "damaged or incomplete" in result.stderr and "no backup was written" in result.stderr
+    assert visible(backup_dir) == []
+
+
+@pytest.mark.parametrize("status", [1, 2])
+def test_tar_status_decides_between_a_warning_and_a_failed_filestore_archive(
+    status: int, dist: Dist, source: PostgresServer, filestore: Path, tmp_path: Path
+) -> None:
+    # GNU tar writes a valid archive and then exits 1 (a file changed while it was read:
+    # Sentry may write during a backup) or 2 (a file could not be read). The archive
+    # lists fine either way; only tar's status, kept apart from gzip's, tells them apart.
+    path = shim(tmp_path, "tar", f'/usr/bin/tar "$@" || exit\n[[ " $* " == *" -cf "* ]] && exit {status}\nexit 0\n')
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    result = backup_script(dist, source, backup_dir, filestore).run(f"{path}:{source.path()}")
+    if status == 1:
+        assert result.returncode == 0, result.stderr
+        assert "warning: a file changed while it was archived" in result.stderr
+        assert len(backups(backup_dir)) == 1
+    else:
+        assert result.returncode != 0
+        assert "archiving the filestore" in result.stderr and "failed (tar exited 2)" in result.stderr
+        assert visible(backup_dir) == []
+
+
+def test_a_backup_stopped_by_sigterm_removes_its_partial_directory(
+    dist: Dist, source: PostgresServer, tmp_path: Path
+) -> None:
+    # What a deadline or a pod deletion does. The stand-in pg_dump writes a real dump
+    # and then hangs, so the signal arrives while the dump is running.
+    path = shim(tmp_path, "pg_dump", f'"{source.bin_dir}/pg_dump" "$@"\nexec sleep 60\n')
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    process = backup_script(dist, source, backup_dir).start(f"{path}:{source.path()}")
+    try:
+        for _ in range(200):
+            if list(backup_dir.glob(".partial-*/db/toc.dat")):
+                break
+            time.sleep(0.05)
+        assert list(backup_dir.glob(".partial-*/db/toc.dat")), "the dump has started"
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 143
+    assert "interrupted" in stderr
+    assert visible(backup_dir) == []
+
+
+def test_a_manual_run_beside_the_scheduled_one_waits_and_never_touches_its_partial_directory(
+    dist: Dist, source: PostgresServer, tmp_path: Path
+) -> None:
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    # A leftover of a run that was SIGKILLed: removed by the next run that holds the lock.
+    (backup_dir / ".partial-sentry-20240101T030000Z.killed-run").mkdir()
+    # The "scheduled" run dumps slowly: its pg_dump waits for a go file before it starts.
+    go = tmp_path / "go"
+    path = shim(tmp_path, "pg_dump", f'while [[ ! -e "{go}" ]]; do sleep 0.05; done\n"{source.bin_dir}/pg_dump" "$@"\n')
+    scheduled = backup_script(dist, source, backup_dir).start(f"{path}:{source.path()}")
+    try:
+        for _ in range(200):
+            if list(backup_dir.glob(".partial-sentry-*.??????")):
+                break
+            time.sleep(0.05)
+        (partial,) = backup_dir.glob(".partial-sentry-*.??????")
+        assert not (backup_dir / ".partial-sentry-20240101T030000Z.killed-run").exists()
+        # A manual run that may wait only a second gives up and leaves the partial directory alone.
+        impatient = backup_script(dist, source, backup_dir, BACKUP_LOCK_WAIT_SECONDS="1").run(source.path())
+        assert impatient.returncode != 0 and "another backup run still holds" in impatient.stderr
+        assert partial.is_dir()
+        # One that may wait (the manifest's value) starts once the scheduled run is done.
+        manual = backup_script(dist, source, backup_dir).start(source.path())
+        time.sleep(0.5)
+        assert partial.is_dir() and manual.poll() is None
+        go.touch()
+        scheduled_out, scheduled_err = scheduled.communicate(timeout=60)
+        manual_out, manual_err = manual.communicate(timeout=60)
+    finally:
+        scheduled.kill()
+    assert scheduled.returncode == 0, scheduled_err
+    assert manual.returncode == 0, manual_err
+    assert "waiting up to 3600s" in manual_out
+    first, second = backups(backup_dir)
+    assert f"wrote {backup_dir / first} (" in scheduled_out and f"wrote {backup_dir / second} (" in manual_out
+    assert visible(backup_dir) == [first, second]
+
+
+# --- retention and space -----------------------------------------------------------------
 
 
 def test_retention_keeps_exactly_the_newest_n(
@@ -414,112 +701,182 @@ def test_retention_keeps_exactly_the_newest_n(
 ) -> None:
     backup_dir = tmp_path / "backups"
     backup_dir.mkdir()
-    (good,) = dumps(good_backup)
-    old = [f"sentry-2024010{day}T030000Z.sql.gz" for day in range(1, 6)]
+    (good,) = backups(good_backup)
+    old = [f"sentry-2024010{day}T030000Z" for day in range(1, 6)]
     for name in old:
-        shutil.copy(good_backup / good, backup_dir / name)
-    unrelated = ["notes.txt", "sentry-manual-copy.sql.gz", "pre-restore.sql.gz"]
+        shutil.copytree(good_backup / good, backup_dir / name)
+    unrelated = ["notes.txt", "sentry-manual-copy", "sentry-20240101T030000Z.sql.gz"]
     for name in unrelated:
         (backup_dir / name).write_text("keep me")
 
     result = backup_script(dist, source, backup_dir).run(source.path())  # keep: 3 in VALUES
     assert result.returncode == 0, result.stderr
-    remaining = dumps(backup_dir)
+    remaining = backups(backup_dir)
     assert len(remaining) == 3
     assert remaining[:2] == old[-2:]
     assert remaining[2] > old[-1]
-    assert sorted(set(os.listdir(backup_dir)) - set(remaining)) == sorted(unrelated)
+    assert sorted(set(visible(backup_dir)) - set(remaining)) == sorted(unrelated)
 
 
-def test_retention_never_removes_the_dump_just_written(
+def test_retention_never_removes_the_backup_just_written(
     dist: Dist, source: PostgresServer, good_backup: Path, tmp_path: Path
 ) -> None:
-    # A clock that went backwards makes the new dump sort older than the others.
+    # A clock that went backwards makes the new backup sort older than the others.
     backup_dir = tmp_path / "backups"
     backup_dir.mkdir()
-    (good,) = dumps(good_backup)
-    future = [f"sentry-2999010{day}T030000Z.sql.gz" for day in range(1, 4)]
+    (good,) = backups(good_backup)
+    future = [f"sentry-2999010{day}T030000Z" for day in range(1, 4)]
     for name in future:
-        shutil.copy(good_backup / good, backup_dir / name)
+        shutil.copytree(good_backup / good, backup_dir / name)
     result = backup_script(dist, source, backup_dir).run(source.path())
     assert result.returncode == 0, result.stderr
-    remaining = dumps(backup_dir)
+    remaining = backups(backup_dir)
     assert len(remaining) == 3 and remaining[1:] == future[1:]
     assert remaining[0] in result.stdout and remaining[0] not in future
 
 
-def test_an_incomplete_dump_is_caught_by_verification(dist: Dist, source: PostgresServer, tmp_path: Path) -> None:
-    # A pg_dumpall that stops early yet exits 0: only the verification can notice.
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "pg_dumpall").write_text(f'#!/bin/bash\n"{source.bin_dir}/pg_dumpall" "$@" | head -c 30000\n')
-    (shim / "pg_dumpall").chmod(0o755)
-    backup_dir = tmp_path / "backups"
-    backup_dir.mkdir()
-    result = backup_script(dist, source, backup_dir).run(f"{shim}:{source.path()}")
-    assert result.returncode != 0
-    assert "FAILED verification" in result.stderr
-    assert os.listdir(backup_dir) == []
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """A size-limited file system (tmpfs) of the given size, like a full backup volume."""
+    mounted: list[Path] = []
 
+    def make(size: int) -> Path:
+        where = tmp_path / f"volume{len(mounted)}"
+        where.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+        mounted.append(where)
+        return where
 
-def test_a_backup_stopped_by_sigterm_removes_its_partial_file(
-    dist: Dist, source: PostgresServer, tmp_path: Path
-) -> None:
-    # What a deadline or a pod deletion does. The stand-in pg_dumpall writes part of
-    # a real dump and then hangs, so the signal arrives while the dump is running.
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "pg_dumpall").write_text(f'#!/bin/bash\n"{source.bin_dir}/pg_dumpall" "$@" | head -c 5000\nexec sleep 60\n')
-    (shim / "pg_dumpall").chmod(0o755)
-    backup_dir = tmp_path / "backups"
-    backup_dir.mkdir()
-    script = backup_script(dist, source, backup_dir)
-    process = subprocess.Popen(
-        script.command,
-        env={**script.env, "PATH": f"{shim}:{source.path()}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        for _ in range(200):
-            if [p for p in backup_dir.iterdir() if p.name.endswith(".sql.gz")]:
-                break
-            time.sleep(0.05)
-        assert [p.name for p in backup_dir.iterdir() if p.name.startswith(".partial-")], "the dump has started"
-        time.sleep(0.3)
-        process.terminate()
-        _, stderr = process.communicate(timeout=10)
+        yield make
     finally:
-        process.kill()
-    assert process.returncode == 143
-    assert "interrupted" in stderr
-    assert os.listdir(backup_dir) == []
+        for where in mounted:
+            subprocess.run(["umount", str(where)], check=False)
 
 
-@pytest.mark.parametrize("damage", ["flipped bytes", "truncated", "not a dump"])
-def test_restore_refuses_a_corrupt_dump_and_changes_nothing(
+def backup_bytes(backup: Path) -> int:
+    return sum(p.stat().st_size for p in backup.rglob("*") if p.is_file())
+
+
+def test_a_short_volume_is_pruned_before_dumping_as_far_as_keep_allows(
+    dist: Dist, source: PostgresServer, good_backup: Path, small_volume: Callable[[int], Path]
+) -> None:
+    (good,) = backups(good_backup)
+    size = backup_bytes(good_backup / good)
+    # Three old backups and room for half of another: keep 3 allows removing one now.
+    volume = small_volume(int(size * 3.6) + 2**20)
+    old = [f"sentry-2024010{day}T030000Z" for day in range(1, 4)]
+    for name in old:
+        shutil.copytree(good_backup / good, volume / name)
+    assert shutil.disk_usage(volume).free < size
+    result = backup_script(dist, source, volume).run(source.path())
+    assert result.returncode == 0, result.stderr
+    assert f"removing {volume / old[0]} before dumping (keeping the newest 2)" in result.stdout
+    remaining = backups(volume)
+    assert remaining[:2] == old[1:] and len(remaining) == 3
+
+
+def test_a_volume_too_small_even_after_pruning_fails_with_the_space_needed(
+    dist: Dist, source: PostgresServer, good_backup: Path, small_volume: Callable[[int], Path]
+) -> None:
+    (good,) = backups(good_backup)
+    size = backup_bytes(good_backup / good)
+    volume = small_volume(int(size * 2.5) + 2**20)
+    old = [f"sentry-2024010{day}T030000Z" for day in range(1, 3)]  # keep 3: both must stay
+    for name in old:
+        shutil.copytree(good_backup / good, volume / name)
+    before = tree(volume)
+    result = backup_script(dist, source, volume).run(source.path())
+    assert result.returncode != 0
+    assert re.search(r"has \d+ MiB free, and this backup needs about \d+ MiB", result.stderr)
+    assert "grow the backup volume or lower keep" in result.stderr
+    assert tree(volume) == before, "nothing removed, nothing left behind"
+
+
+def test_a_volume_that_fills_up_during_the_dump_leaves_nothing_behind(
+    dist: Dist, source: PostgresServer, good_backup: Path, small_volume: Callable[[int], Path]
+) -> None:
+    (good,) = backups(good_backup)
+    volume = small_volume(backup_bytes(good_backup / good) // 2)  # no earlier backup: no estimate
+    result = backup_script(dist, source, volume).run(source.path())
+    assert result.returncode != 0
+    assert "No space left on device" in result.stderr
+    assert re.search(r"pg_dump exited \d+ \(\d+ MiB free on .*; the database is \d+ MiB", result.stderr)
+    assert visible(volume) == []
+
+
+# --- the restore's defenses --------------------------------------------------------------
+
+
+def rewrite_md5sums(backup: Path) -> None:
+    """Make MD5SUMS match the files again, as someone who edits a backup could."""
+    files = sorted(str(p.relative_to(backup)) for p in backup.rglob("*") if p.is_file() and p.name != "MD5SUMS")
+    sums = subprocess.run(["md5sum", *files], cwd=backup, capture_output=True, text=True, check=True).stdout
+    (backup / "MD5SUMS").write_text(sums)
+
+
+@pytest.mark.parametrize(
+    "damage", ["flipped bytes", "missing file", "extra file", "no MD5SUMS", "unreadable TOC", "row counts cut"]
+)
+def test_restore_refuses_a_corrupt_backup_and_changes_nothing(
     damage: str, dist: Dist, good_backup: Path, tmp_path: Path, target: PostgresServer
 ) -> None:
-    backup_dir = tmp_path / "backups"
-    backup_dir.mkdir()
-    (good,) = dumps(good_backup)
-    data = bytearray((good_backup / good).read_bytes())
+    backup_dir, backup = copy_of(good_backup, tmp_path)
+    biggest = max((backup / "db").glob("*.dat.gz"), key=lambda p: p.stat().st_size)
     if damage == "flipped bytes":
+        data = bytearray(biggest.read_bytes())
         middle = len(data) // 2
         data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
-    elif damage == "truncated":
-        data = data[: len(data) * 2 // 3]
+        biggest.write_bytes(bytes(data))
+    elif damage == "missing file":
+        biggest.unlink()
+    elif damage == "extra file":
+        (backup / "db" / "9999.dat.gz").write_bytes(gzip.compress(b"\\.\n\n\n"))
+    elif damage == "no MD5SUMS":
+        (backup / "MD5SUMS").unlink()
+    elif damage == "row counts cut":
+        # db.rows loses a table (MD5SUMS updated to match): it no longer covers the TOC.
+        lines = (backup / "db.rows").read_text().splitlines()
+        (backup / "db.rows").write_text("\n".join(lines[1:]) + "\n")
+        rewrite_md5sums(backup)
     else:
-        data = bytearray(gzip.compress(b"SELECT 1;\n"))
-    (backup_dir / good).write_bytes(bytes(data))
-    target.psql("CREATE DATABASE untouched")
-    before = fingerprint(target)
+        (backup / "db" / "toc.dat").write_bytes(b"PGDMP" + os.urandom(200))
+        rewrite_md5sums(backup)
+    target.psql("CREATE DATABASE sentry; CREATE ROLE untouched")
+    target.psql("CREATE TABLE mine (x int); INSERT INTO mine VALUES (1)", database="sentry")
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "mine").write_text("keep")
+    before = (fingerprint(target), tree(files))
 
-    result = restore_script(dist, target, backup_dir).run(target.path())
+    result = restore_script(dist, target, backup_dir, files).run(target.path())
     assert result.returncode != 0
     assert "is corrupt or incomplete" in result.stderr and "nothing was changed" in result.stderr
-    assert fingerprint(target) == before
+    assert (fingerprint(target), tree(files)) == before
+
+
+def test_the_post_restore_check_catches_a_table_that_differs_from_the_backup(
+    dist: Dist, good_backup: Path, tmp_path: Path, target: PostgresServer
+) -> None:
+    # db.rows says one row more than the table's data file holds (MD5SUMS updated to
+    # match): only the comparison after the restore can tell.
+    backup_dir, backup = copy_of(good_backup, tmp_path)
+    lines = (backup / "db.rows").read_text().splitlines()
+    entry, rows = lines[0].split("\t")
+    lines[0] = f"{entry}\t{int(rows) + 1}"
+    (backup / "db.rows").write_text("\n".join(lines) + "\n")
+    rewrite_md5sums(backup)
+    result = restore_script(dist, target, backup_dir).run(target.path())
+    assert result.returncode != 0
+    assert f" rows, the backup has {int(rows) + 1}" in result.stderr
+    assert "the restored database differs from the backup" in result.stderr
 
 
 def test_restore_refuses_while_other_clients_are_connected(
@@ -546,49 +903,63 @@ def test_restore_refuses_while_other_clients_are_connected(
     assert target.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'reader'") == "0", "nothing was restored"
 
 
-def test_restore_fails_on_an_error_it_does_not_expect(
-    dist: Dist, good_backup: Path, source_fingerprint: dict, target: PostgresServer
-) -> None:
-    first = restore_script(dist, target, good_backup).run(target.path())
-    assert first.returncode == 0, first.stderr
-    # A database the dump does not know, owned by a role the dump drops and re-creates:
-    # DROP ROLE reader now fails, which is a real problem and must not be waved through.
-    target.psql("CREATE DATABASE created_later OWNER reader")
+def test_restore_fails_on_an_error_it_does_not_expect(dist: Dist, good_backup: Path, target: PostgresServer) -> None:
+    # On this server app_group is a member of writer, so the backup's
+    # "GRANT app_group TO writer" would make a circle: a real error, not waved through.
+    target.psql("CREATE ROLE writer; CREATE ROLE app_group IN ROLE writer")
     result = restore_script(dist, target, good_backup).run(target.path())
     assert result.returncode != 0
-    assert 'role "reader" cannot be dropped because some objects depend on it' in result.stderr
-    assert "unexpected errors" in result.stderr
+    assert "unexpected errors" in result.stderr and "restoring the roles failed" in result.stderr
+    assert 'role "app_group" is a member of role "writer"' in result.stderr
 
 
-def test_offsite_script_uploads_the_newest_dump(offsite_dist: Dist, good_backup: Path, tmp_path: Path) -> None:
+def test_a_filestore_restore_needs_a_backup_with_a_filestore(
+    dist: Dist, source: PostgresServer, tmp_path: Path, target: PostgresServer
+) -> None:
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    taken = backup_script(dist, source, backup_dir).run(source.path())  # without BACKUP_FILESTORE_DIR
+    assert taken.returncode == 0, taken.stderr
+    result = restore_script(dist, target, backup_dir, tmp_path).run(target.path())
+    assert result.returncode != 0 and "has no filestore.tar.gz; nothing was changed" in result.stderr
+
+
+# --- offsite ---------------------------------------------------------------------------------
+
+
+def test_offsite_script_uploads_the_newest_backup(offsite_dist: Dist, good_backup: Path, tmp_path: Path) -> None:
     # The aws CLI is replaced by a stand-in that stores objects in a directory and logs
     # its arguments: the script is exercised without any network.
     backup_dir = tmp_path / "backups"
     backup_dir.mkdir()
-    (good,) = dumps(good_backup)
-    for name in ("sentry-20240101T030000Z.sql.gz", "sentry-20240102T030000Z.sql.gz"):
-        shutil.copy(good_backup / good, backup_dir / name)
-    (backup_dir / ".partial-sentry-20240103T030000Z.sql.gz").write_text("half")
+    (good,) = backups(good_backup)
+    for name in ("sentry-20240101T030000Z", "sentry-20240102T030000Z"):
+        shutil.copytree(good_backup / good, backup_dir / name)
+    (backup_dir / ".partial-sentry-20240103T030000Z.abcdef").mkdir()
     bucket_dir, log = tmp_path / "s3", tmp_path / "aws.log"
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "aws").write_text(
-        r"""#!/bin/bash
-echo "$*" >> "$FAKE_AWS_LOG"
+    path = shim(
+        tmp_path,
+        "aws",
+        r"""echo "$*" >> "$FAKE_AWS_LOG"
 [[ $1 == --endpoint-url ]] && shift 2
 case "$1 $2" in
-  "s3 cp") src="${@: -2:1}"; dst="${@: -1}"; dst="$FAKE_S3_DIR/${dst#s3://}"
-           mkdir -p "$(dirname "$dst")" && cp "$src" "$dst" ;;
-  "s3api head-object") wc -c < "$FAKE_S3_DIR/$4/$6" | tr -d ' ' ;;
+  "s3 cp") src="${@: -2:1}"; dst="$FAKE_S3_DIR/${*: -1}"; dst="${dst/s3:\/\//}"
+           if [[ $* == *--recursive* ]]; then
+             mkdir -p "$dst" && cp -r "$src"/. "$dst" && rm -f "$dst/MD5SUMS"
+           else
+             mkdir -p "$(dirname "$dst")" && cp "$src" "$dst"
+           fi ;;
+  "s3api list-objects-v2") cd "$FAKE_S3_DIR/$4" && find "$6" -type f -printf '%p\t%s\n' ;;
   *) exit 9 ;;
 esac
-"""
+""",
     )
-    (shim / "aws").chmod(0o755)
     script = Script.of(offsite_dist.get("CronJob", "sentry-backup"), "offsite", S3_SECRETS, BACKUP_DIR=str(backup_dir))
-    result = script.run(f"{shim}:/usr/bin:/bin", FAKE_S3_DIR=str(bucket_dir), FAKE_AWS_LOG=str(log))
+    result = script.run(f"{path}:/usr/bin:/bin", FAKE_S3_DIR=str(bucket_dir), FAKE_AWS_LOG=str(log))
     assert result.returncode == 0, result.stderr
-    uploaded = bucket_dir / "sentry-backups" / "prod" / "db" / "sentry-20240102T030000Z.sql.gz"
-    assert uploaded.read_bytes() == (backup_dir / "sentry-20240102T030000Z.sql.gz").read_bytes()
+    uploaded = bucket_dir / "sentry-backups" / "prod" / "db" / "sentry-20240102T030000Z"
+    assert tree(uploaded) == tree(backup_dir / "sentry-20240102T030000Z")
     assert [p.name for p in uploaded.parent.iterdir()] == [uploaded.name]
-    assert all(line.startswith("--endpoint-url https://s3.example.test ") for line in log.read_text().splitlines())
+    calls = log.read_text().splitlines()
+    assert all(line.startswith("--endpoint-url https://s3.example.test ") for line in calls)
+    assert calls[1].endswith("/MD5SUMS s3://sentry-backups/prod/db/sentry-20240102T030000Z/MD5SUMS"), "last"

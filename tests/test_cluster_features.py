@@ -340,3 +340,53 @@ def test_custom_settings_come_after_the_projects_and_roll_the_pods(default_dist:
     assert checksum != old
     for container in _sentry_containers(dist):
         assert _env(container)["SENTRY_WEB_WORKERS"]["value"] == "4"
+
+
+def test_the_backup_reports_its_newest_backup_to_the_exporter(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    from tests.test_backup import Script, new_server
+
+    dist = _synth(tmp_path, METRICS)
+    cronjob = dist.get("CronJob", "sentry-backup")
+    env = _env(find_container(cronjob, "backup"))
+    service = dist.get("Service", "sentry-metrics")
+    statsd = next(p for p in service["spec"]["ports"] if p["name"] == "statsd")
+    assert env["BACKUP_STATSD_HOST"]["value"] == service["metadata"]["name"]
+    assert env["BACKUP_STATSD_PORT"]["value"] == str(statsd["port"])
+    egress = dist.get("NetworkPolicy", "sentry-backup")["spec"]["egress"]
+    assert any(p.get("protocol") == "UDP" and p["port"] == statsd["port"] for r in egress for p in r["ports"])
+
+    # The script, for real: a verified backup of a real server, then one datagram of gauges.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(10)
+        server = new_server()
+        try:
+            server.psql("CREATE DATABASE sentry")
+            (tmp_path / "backups").mkdir()
+            script = Script.of(
+                cronjob,
+                "backup",
+                PGHOST=server.host,
+                PGPORT=str(server.port),
+                BACKUP_DIR=str(tmp_path / "backups"),
+                BACKUP_FILESTORE_DIR="",
+                BACKUP_STATSD_HOST="127.0.0.1",
+                BACKUP_STATSD_PORT=str(receiver.getsockname()[1]),
+            )
+            started = int(time.time())
+            result = script.run(server.path())
+        finally:
+            server.cleanup()
+        assert result.returncode == 0, result.stderr
+        # One datagram per gauge or both in one: statsd reads lines either way.
+        received = receiver.recv(4096).decode()
+        if "size_bytes" not in received:
+            received += receiver.recv(4096).decode()
+        lines = dict(line.split(":", 1) for line in received.splitlines())
+    stamp, kind = lines["sentry_backup.last_success_timestamp_seconds"].split("|")
+    assert kind == "g" and started <= int(stamp) <= int(time.time())
+    size, kind = lines["sentry_backup.size_bytes"].split("|")
+    assert kind == "g" and int(size) > 0

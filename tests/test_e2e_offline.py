@@ -231,7 +231,7 @@ def test_e2e_script_runs_its_whole_course_against_a_stub_cluster(tmp_path: Path,
 
     state = json.loads((stub_dir / "state.json").read_text())
     # The restore Job that was applied names the dump the backup Job logged.
-    assert "sentry-20261130T075300Z.sql.gz" in state["restore_manifest"]
+    assert "value: sentry-20261130T075300Z\n" in state["restore_manifest"]
     assert (stub_dir / "probe-targets.txt").read_text().split() == [
         "postgresql:sentry-postgresql.sentry.svc.cluster.local:5432",
         "redis:sentry-redis.sentry.svc.cluster.local:6379",

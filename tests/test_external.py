@@ -215,3 +215,81 @@ def test_clients_refuse_a_server_their_ca_did_not_sign(
     result = _run_step(external, "admin-bootstrap-check", server, other / "other.crt", tmp_path)
     assert result.returncode != 0
     assert "certificate verify failed" in result.stderr
+
+
+# --- backups of a managed server, whose user is the database's owner, not a superuser ----
+
+MANAGED = """
+postgres:
+  user: sentry_owner
+  external: {host: 10.1.2.3, sslmode: prefer}
+  backup:
+    restore: {enabled: true, wait_for_clients_seconds: 2}
+redis:
+  external: {host: 10.1.2.4}
+"""
+
+
+@pytest.fixture(scope="module")
+def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dist, PostgresServer]]:
+    code, dist = synth(tmp_path_factory.mktemp("managed"), MANAGED)
+    assert code == 0
+    # Like RDS or Cloud SQL: an administrator creates the owner role (no superuser; it may
+    # create databases, as their master users may) and its database.
+    with PostgresServer(superuser="admin", password="admin-secret-5fd1") as server:
+        password = TEST_SECRETS["postgres-password"]
+        server.psql(f"CREATE ROLE sentry_owner LOGIN CREATEDB PASSWORD '{password}'")
+        server.psql("CREATE DATABASE sentry OWNER sentry_owner")
+        server.psql(
+            "CREATE TABLE sentry_project (id bigserial PRIMARY KEY, slug text UNIQUE NOT NULL);"
+            "INSERT INTO sentry_project (slug) SELECT 'p' || g FROM generate_series(1, 300) g;"
+            "CREATE TABLE nodestore_node (id text PRIMARY KEY, data text NOT NULL);"
+            "INSERT INTO nodestore_node SELECT md5(g::text), repeat(md5(g::text), 40) FROM generate_series(1, 2000) g;",
+            database="sentry",
+            user="sentry_owner",
+            password=password,
+        )
+        yield dist, server
+
+
+def _contents(server: PostgresServer) -> str:
+    return server.psql(
+        "SELECT count(*), md5(string_agg(slug, ',' ORDER BY id)), max(id) FROM sentry_project;"
+        "SELECT count(*), md5(string_agg(data, ',' ORDER BY id)) FROM nodestore_node;"
+        "SELECT last_value FROM sentry_project_id_seq;"
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'sentry';",
+        database="sentry",
+    )
+
+
+def test_a_managed_database_is_backed_up_and_restored_by_its_non_superuser_owner(
+    managed: tuple[Dist, PostgresServer], tmp_path: Path
+) -> None:
+    from tests.test_backup import Script
+
+    dist, server = managed
+    where = {"PGHOST": "127.0.0.1", "PGPORT": str(server.port)}
+    backup = Script.of(dist.get("CronJob", "sentry-backup"), "backup", **where, BACKUP_DIR=str(tmp_path))
+    # The endpoint knows a managed owner may not read the roles: no pg_dumpall --globals-only.
+    assert backup.env["BACKUP_ROLES"] == "no"
+    assert backup.env["PGUSER"] == "sentry_owner" and backup.env["PGSSLMODE"] == "prefer"
+    before = _contents(server)
+    result = backup.run(server.path(), BACKUP_FILESTORE_DIR="")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (made,) = [p for p in tmp_path.iterdir() if p.name.startswith("sentry-")]
+    assert not (made / "roles.sql").exists()
+
+    # Later changes, then the restore Job's script, as the same owner.
+    server.psql(
+        "DELETE FROM sentry_project WHERE id > 100; INSERT INTO nodestore_node VALUES ('x', 'y');"
+        "CREATE TABLE added_by_a_later_migration (x int)",
+        database="sentry",
+    )
+    assert _contents(server) != before
+    restore = Script.of(dist.get("Job", "sentry-restore"), "restore", **where, BACKUP_DIR=str(tmp_path))
+    assert restore.env["RESTORE_ROLES"] == "no"
+    result = restore.run(server.path(), RESTORE_FILESTORE_DIR="")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _contents(server) == before
+    tables = server.psql("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_stat_user_tables", database="sentry")
+    assert "added_by_a_later_migration" not in tables

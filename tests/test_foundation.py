@@ -214,9 +214,11 @@ def test_backup_cronjob_dumps_daily_to_its_own_claim(default_dist: Dist) -> None
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     assert cronjob["spec"]["startingDeadlineSeconds"] >= 60
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["volumes"] == [
-        {"name": "backups", "persistentVolumeClaim": {"claimName": "sentry-backup", "readOnly": False}}
-    ]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["backups"] == {
+        "name": "backups",
+        "persistentVolumeClaim": {"claimName": "sentry-backup", "readOnly": False},
+    }
     (container,) = pod["containers"]
-    assert "pg_dumpall" in container["command"][-1]
+    assert "pg_dump --format=directory" in container["command"][-1]
     assert container["image"] == "postgres:9.6.24"

@@ -48,18 +48,22 @@ postgres:
 redis:
   external: {host: 10.0.9.15}
 """
-# The full base adds what is on only by choice and was not in FULL_VALUES: the s3
-# filestore, metrics with a ServiceMonitor, autoscaling (on a real cluster: no capacity
-# target). The external base uses the gcs filestore.
+# The full base adds what is on only by choice and was not in FULL_VALUES: metrics with a
+# ServiceMonitor, autoscaling (on a real cluster: no capacity target, a shared filestore).
+# The external base keeps Sentry's files in S3; the gcs base in Google Cloud Storage.
 FULL_EXTRA = """
 capacity: {target: none}
 sentry:
-  filestore: {backend: s3, s3: {bucket: sentry-files, access_key_id: AKIAFILES}}
+  filestore: {access_mode: ReadWriteMany}
   metrics: {enabled: true, service_monitor: true}
   web: {autoscaling: {enabled: true}}
   worker: {autoscaling: {enabled: true}}
 """
 EXTERNAL_EXTRA = """
+sentry:
+  filestore: {backend: s3, s3: {bucket: sentry-files, access_key_id: AKIAFILES}}
+"""
+GCS_VALUES = """
 sentry:
   filestore: {backend: gcs, gcs: {bucket: sentry-files}}
 """
@@ -67,6 +71,7 @@ BASES: dict[str, dict[str, Any]] = {
     "default": {},
     "full": merge_onto_defaults(StackConfig, yaml.safe_load(FULL_VALUES), yaml.safe_load(FULL_EXTRA)),
     "external": merge_onto_defaults(StackConfig, yaml.safe_load(EXTERNAL_VALUES), yaml.safe_load(EXTERNAL_EXTRA)),
+    "gcs": yaml.safe_load(GCS_VALUES),
 }
 
 

@@ -1,49 +1,51 @@
-# Restore a dump written by postgres-backup.sh into the running PostgreSQL server,
-# replacing every database and role it contains. See the README's restore runbook:
-# Sentry must be scaled to 0 first, and this script refuses to run while other
-# clients are connected.
+# Restore a backup written by postgres-backup.sh into the running PostgreSQL server:
+# the Sentry database it holds (dropped and re-created), the roles (when the backup
+# has them and they may be restored) and, on request, the filestore. See the README's
+# restore runbook: Sentry must be scaled to 0 first, and this script refuses to run
+# while other clients are connected.
 #
-# 1. choose: RESTORE_FILE is "latest" (the newest dump by its UTC time stamp) or a
-#    dump's file name in BACKUP_DIR;
-# 2. verify before touching the server: decompress everything (gzip CRC), require
-#    pg_dumpall's completion trailer and closed COPY blocks; note each table's row
-#    count and each role, to check them after the restore;
+# 1. choose: RESTORE_FILE is "latest" (the newest backup by its UTC time stamp) or a
+#    backup's name in BACKUP_DIR (sentry-YYYYMMDDTHHMMSSZ);
+# 2. verify before touching the server: every file matches MD5SUMS and no file is
+#    missing or extra (the backup read everything back before it wrote MD5SUMS, so an
+#    unchanged backup is a verified one), pg_restore reads the table of contents,
+#    and db.rows has a row count for exactly the tables in it;
 # 3. wait up to RESTORE_WAIT_SECONDS for other client sessions to end, else refuse;
-# 4. replay the dump with psql. pg_dumpall --clean drops and re-creates every
-#    database and role, which fails in two expected ways for the role we connect
-#    as (it cannot drop itself, and its CREATE ROLE finds it exists; the ALTER ROLE
-#    that follows still restores its attributes and password). Exactly those two
-#    errors are allowed; any other error, and any failure of psql, fails the restore;
-# 5. check every table's row count and every role against step 2, then ANALYZE
-#    (a dump carries no planner statistics).
+# 4. replay: roles.sql with psql (CREATE ROLE fails for roles that exist, and the
+#    ALTER ROLE that follows resets their attributes and password: exactly those
+#    errors are allowed), then pg_restore --create --clean with RESTORE_JOBS workers,
+#    which stops at any error; then, with RESTORE_FILESTORE_DIR, replace the
+#    filestore's contents with the archive;
+# 5. check every table's row count against db.rows, then ANALYZE (a dump carries no
+#    planner statistics).
 #
-# Environment: PGHOST, PGPORT, PGUSER (a superuser), PGPASSWORD, BACKUP_DIR,
-# RESTORE_FILE, RESTORE_WAIT_SECONDS. Writes only to $TMPDIR (default /tmp).
+# Environment: PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (the database to connect
+# to first, normally postgres; the restored database's name comes from the backup),
+# BACKUP_DIR, RESTORE_FILE, RESTORE_WAIT_SECONDS, RESTORE_JOBS, RESTORE_ROLES (auto:
+# when the backup has roles and PGUSER is a superuser; yes; no), RESTORE_FILESTORE_DIR
+# (empty: leave the filestore alone). Writes only to $TMPDIR (default /tmp) and the
+# filestore.
 #
-# PostgreSQL 9.6 (the manifests) and 15 (the tests) write differently shaped dumps;
-# both replay correctly when psql starts in the `postgres` database:
-# - 9.6's pg_dumpall first drops every database except postgres and template1,
-#   creates the others itself, then cleans postgres and template1 object by object;
-#   from 11 on, pg_dumpall hands database creation to pg_dump --create, which with
-#   --clean drops and re-creates template1 (while connected to postgres) and
-#   postgres (while connected to template1).
-# - 9.6 writes unqualified COPY targets under `SET search_path = ...`; 10.3 and
-#   later write schema-qualified ones. The checks replay the search_path lines.
-# - 9.6 stores md5 password hashes, 15 SCRAM ones; a dump restores what it holds,
-#   so the roles get the passwords they had when the dump was taken.
-# - pg_dump 15.14 and later (and other branches' matching minor releases) write
-#   \restrict lines that older psql does not know: restore with a psql at least as
-#   new as the pg_dumpall that wrote the dump (the same image, in the manifests).
+# Client tools: restore with a pg_restore at least as new as the pg_dump that wrote
+# the backup (the same image, in the manifests; 15 in the tests). Both 9.6 and 15
+# print `pg_restore --list` lines as "ID; TABLEOID OID TYPE SCHEMA NAME OWNER", which
+# the post-check relies on; psql's \gexec, which it uses, exists from 9.6 on.
 set -euo pipefail
 umask 077
 
 dir="${BACKUP_DIR:?BACKUP_DIR is required}"
 choice="${RESTORE_FILE:-latest}"
 wait_seconds="${RESTORE_WAIT_SECONDS:-300}"
+workers="${RESTORE_JOBS:-2}"
+roles="${RESTORE_ROLES:-auto}"
+filestore="${RESTORE_FILESTORE_DIR:-}"
 user="${PGUSER:?PGUSER is required}"
-[[ $wait_seconds =~ ^[0-9]+$ ]] || { echo "restore: RESTORE_WAIT_SECONDS must be a number" >&2; exit 2; }
-# Server messages in English, whatever lc_messages says: the allowlist below matches them.
-export PGOPTIONS="${PGOPTIONS:-} -c lc_messages=C"
+maintenance="${PGDATABASE:-postgres}"
+usage() { echo "restore: $*" >&2; exit 2; }
+[[ $wait_seconds =~ ^[0-9]+$ ]] || usage "RESTORE_WAIT_SECONDS must be a number"
+[[ $workers =~ ^[1-9][0-9]*$ ]] || usage "RESTORE_JOBS must be a whole number >= 1, not '$workers'"
+[[ $roles =~ ^(auto|yes|no)$ ]] || usage "RESTORE_ROLES must be auto, yes or no, not '$roles'"
+[[ -z $filestore || -d $filestore ]] || usage "RESTORE_FILESTORE_DIR $filestore is not a directory"
 export LC_MESSAGES=C
 work="$(mktemp -d "${TMPDIR:-/tmp}/restore.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -53,79 +55,66 @@ fail() {
   echo "restore: FAILED: $*" >&2
   exit 1
 }
-# Every connection starts in `postgres`: the one database neither dump shape drops
-# while connected to it (see above).
-sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 --no-password --dbname=postgres "$@"; }
+indent() { sed 's/^/  /'; }
+sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 --no-password --dbname="$maintenance" "$@"; }
 
 # --- 1. choose ------------------------------------------------------------------
 shopt -s nullglob
-dumps=("$dir"/sentry-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.sql.gz)
+backups=("$dir"/sentry-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z)
 shopt -u nullglob
 if [[ $choice == latest ]]; then
-  ((${#dumps[@]} > 0)) || fail "there is no dump in $dir"
-  file="${dumps[-1]}"
-elif [[ $choice =~ ^sentry-[0-9]{8}T[0-9]{6}Z\.sql\.gz$ ]]; then
-  file="$dir/$choice"
-  if [[ ! -f $file ]]; then
-    echo "restore: dumps in $dir:" >&2
-    for f in "${dumps[@]}"; do echo "  $(basename "$f")" >&2; done
-    fail "$file does not exist"
+  ((${#backups[@]} > 0)) || fail "there is no backup in $dir"
+  backup="${backups[-1]}"
+elif [[ $choice =~ ^sentry-[0-9]{8}T[0-9]{6}Z$ ]]; then
+  backup="$dir/$choice"
+  if [[ ! -d $backup ]]; then
+    echo "restore: backups in $dir:" >&2
+    for b in "${backups[@]}"; do echo "  $(basename "$b")" >&2; done
+    fail "$backup does not exist"
   fi
 else
-  fail "RESTORE_FILE must be 'latest' or a dump's file name like sentry-20240101T030000Z.sql.gz, not '$choice'"
+  fail "RESTORE_FILE must be 'latest' or a backup's name like sentry-20240101T030000Z, not '$choice'"
 fi
-echo "restore: chose $file ($(wc -c <"$file") bytes)"
+echo "restore: chose $backup ($(du -sk "$backup" | cut -f1) KiB)"
 
-# --- 2. verify, and note what to check afterwards ---------------------------------
-# The awk program reads the SQL once. Data lines only occur inside COPY blocks, where
-# a line that is exactly \. ends the block (a data value "\." is written as "\\.").
-# It writes check.sql: the dump's own \connect and search_path lines, and after each
-# COPY block a query that prints a line only if the table's row count differs.
-if ! stats="$(gzip -dc "$file" | awk -v check="$work/check.sql" '
-  function literal(s) { gsub(/'\''/, "'\'''\''", s); return "'\''" s "'\''" }
-  # The table name as written after COPY: up to the first space outside double quotes.
-  function table_name(s,   i, c, quoted) {
-    quoted = 0
-    for (i = 1; i <= length(s); i++) {
-      c = substr(s, i, 1)
-      if (c == "\"") quoted = !quoted
-      else if (c == " " && !quoted) break
-    }
-    return substr(s, 1, i - 1)
-  }
-  in_copy {
-    if ($0 != "\\.") { rows++; next }
-    in_copy = 0
-    printf "SELECT pg_catalog.format(%s, pg_catalog.current_database(), %s, n, %d) FROM (SELECT pg_catalog.count(*) AS n FROM %s) c WHERE n <> %d;\n", \
-      literal("%s: table %s has %s rows, the dump has %s"), literal(table), rows, table, rows > check
-    total_rows += rows
-    next
-  }
-  /^COPY .* FROM stdin;$/ { table = table_name(substr($0, 6)); in_copy = 1; rows = 0; tables++; complete = 0; next }
-  /^\\connect / { print > check; connected = 1; databases[$0] = 1; complete = 0; next }
-  /^SET search_path = / || /^SELECT pg_catalog.set_config\(.search_path., / { print > check; complete = 0; next }
-  /^CREATE ROLE .*;$/ && !connected {
-    role = substr($0, 13, length($0) - 13)
-    printf "SELECT pg_catalog.format(%s, %s) WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE pg_catalog.quote_ident(rolname) = %s);\n", \
-      literal("role %s is missing"), literal(role), literal(role) > check
-    roles++
-    complete = 0
-    next
-  }
-  $0 == "-- PostgreSQL database cluster dump complete" { complete = 1; next }
-  $0 != "" && $0 != "--" { complete = 0 }
-  END {
-    close(check)
-    for (name in databases) count++
-    if (in_copy || !complete) exit 1
-    printf "%d databases, %d tables, %d rows, %d roles", count, tables, total_rows, roles
-  }')"; then
-  fail "$file is corrupt or incomplete (see above); nothing was changed"
+# --- 2. verify ------------------------------------------------------------------------
+corrupt() { fail "$backup is corrupt or incomplete: $*; nothing was changed"; }
+[[ -f $backup/MD5SUMS ]] || corrupt "it has no MD5SUMS"
+(cd "$backup" && find . -type f ! -name MD5SUMS -printf '%P\n' | sort) >"$work/present"
+sed -E 's/^[0-9a-f]{32} [ *]//' "$backup/MD5SUMS" | sort >"$work/listed"
+if ! cmp -s "$work/present" "$work/listed"; then
+  diff "$work/listed" "$work/present" | sed -n 's/^[<>] /  /p' >&2 || true
+  corrupt "its files differ from those listed in MD5SUMS"
 fi
-echo "restore: verified the dump: $stats"
+(cd "$backup" && md5sum --quiet --strict -c MD5SUMS) >&2 || corrupt "files changed since the backup (see above)"
+pg_restore --list "$backup/db" >"$work/toc" 2>&1 || corrupt "pg_restore cannot read its table of contents"
+database="$(sed -n -E 's/^;[[:space:]]+dbname: (.*)$/\1/p' "$work/toc")"
+[[ -n $database ]] || corrupt "its table of contents names no database"
+# ID <TAB> "schema name owner" <TAB> rows, for every table's data, in TOC order.
+sed -n -E 's/^([0-9]+); [0-9]+ [0-9]+ TABLE DATA (.*)$/\1\t\2/p' "$work/toc" >"$work/data"
+cmp -s <(cut -f1 "$work/data") <(cut -f1 "$backup/db.rows") || corrupt "db.rows does not match its table of contents"
+paste "$work/data" <(cut -f2 "$backup/db.rows") >"$work/expected"
+tables=$(wc -l <"$work/expected")
+rows=$(awk -F '\t' '{ n += $3 } END { printf "%d", n }' "$work/expected")
+
+superuser="$(sql -c "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")" ||
+  fail "cannot connect to ${PGHOST:-localhost}:${PGPORT:-5432} as $user; nothing was changed"
+with_roles=0
+if [[ -f $backup/roles.sql ]]; then
+  case $roles in
+    yes) with_roles=1 ;;
+    auto) [[ $superuser != t ]] || with_roles=1 ;;
+  esac
+elif [[ $roles == yes ]]; then
+  fail "RESTORE_ROLES is yes, but $backup has no roles.sql; nothing was changed"
+fi
+if [[ -n $filestore && ! -f $backup/filestore.tar.gz ]]; then
+  fail "a filestore restore was asked for, but $backup has no filestore.tar.gz; nothing was changed"
+fi
+echo "restore: verified: database $database ($tables tables, $rows rows)$([[ $with_roles == 1 ]] && echo ", roles")$([[ -n $filestore ]] && echo ", filestore")"
 
 # --- 3. no other clients ------------------------------------------------------------
-version="$(sql -c 'SHOW server_version_num')" || fail "cannot connect to ${PGHOST:-localhost}:${PGPORT:-5432} as $user"
+version="$(sql -c 'SHOW server_version_num')"
 if ((version >= 100000)); then
   others="backend_type = 'client backend'"
 else # 9.6 has no backend_type; its pg_stat_activity lists client backends and autovacuum workers
@@ -141,7 +130,7 @@ while :; do
   [[ -n $sessions ]] || break
   if ((SECONDS >= deadline)); then
     echo "restore: other clients are still connected after ${wait_seconds}s:" >&2
-    echo "$sessions" | sed 's/^/  /' >&2
+    indent <<<"$sessions" >&2
     fail "stop Sentry (scale web, worker and cron to 0) and suspend the backup CronJob, then retry; nothing was changed"
   fi
   echo "restore: waiting for $(wc -l <<<"$sessions") other session(s) to end: $(head -n 1 <<<"$sessions") ..."
@@ -149,32 +138,75 @@ while :; do
 done
 
 # --- 4. replay ------------------------------------------------------------------------
-echo "restore: replaying $(basename "$file") into ${PGHOST:-localhost}:${PGPORT:-5432} as $user"
-# psql's messages go to the log (and this pod's log); query output is not needed.
-set +e
-gzip -dc "$file" | psql -X -q -v ON_ERROR_STOP=0 --no-password --dbname=postgres -f - 2>&1 >/dev/null |
-  tee "$work/psql.log"
-status=("${PIPESTATUS[@]}")
-set -e
-allowed=("ERROR:  current user cannot be dropped" "ERROR:  role \"$user\" already exists")
-# Errors from the server (ERROR/FATAL/PANIC) and from psql itself (error:, fatal:,
-# a failed \connect), with psql's "psql:<stdin>:LINE: " prefix removed.
-unexpected="$(sed -E 's/^psql:[^:]*:[0-9]+: //' "$work/psql.log" |
-  grep -E -i '^(error|fatal|panic)[: ]|^psql: |^\\connect' |
-  grep -v -x -F -e "${allowed[0]}" -e "${allowed[1]}" || true)"
-expected="$(sed -E 's/^psql:[^:]*:[0-9]+: //' "$work/psql.log" | grep -c -x -F -e "${allowed[0]}" -e "${allowed[1]}" || true)"
-if [[ -n $unexpected || ${status[0]} != 0 || ${status[1]} != 0 ]]; then
-  [[ -z $unexpected ]] || { echo "restore: unexpected errors:" >&2; echo "$unexpected" | sed 's/^/  /' >&2; }
-  fail "gzip exited ${status[0]}, psql exited ${status[1]}; the databases may be partly restored: fix the cause and run the restore again"
+partly="the server may be partly restored: fix the cause and run the restore again"
+if ((with_roles)); then
+  echo "restore: restoring roles"
+  # Server messages in English, whatever lc_messages says: the allowlist below matches
+  # them. Only here: setting lc_messages needs a superuser, which restoring roles needs
+  # anyway, while a managed server's owner role restores the database without it.
+  export PGOPTIONS="${PGOPTIONS:-} -c lc_messages=C"
+  # psql's messages go to the log (and this pod's log); query output is not needed.
+  set +e
+  psql -X -q -v ON_ERROR_STOP=0 --no-password --dbname="$maintenance" -f "$backup/roles.sql" 2>&1 >/dev/null |
+    tee "$work/psql.log"
+  status=("${PIPESTATUS[@]}")
+  set -e
+  # CREATE ROLE of a role that exists is the one expected error, for the roles the
+  # file creates (a quoted name loses its quotes and doubled quotes in the message).
+  sed -n -E 's/^CREATE ROLE (.*);$/\1/p' "$backup/roles.sql" | sed -E 's/^"(.*)"$/\1/; s/""/"/g' |
+    while IFS= read -r role; do printf 'ERROR:  role "%s" already exists\n' "$role"; done >"$work/allowed"
+  # Errors from the server (ERROR/FATAL/PANIC) and from psql itself, with psql's
+  # "psql:FILE:LINE: " prefix removed.
+  unexpected="$(sed -E 's/^psql:.*:[0-9]+: //' "$work/psql.log" | grep -E -i '^(error|fatal|panic)[: ]|^psql: ' |
+    grep -v -x -F -f "$work/allowed" || true)"
+  if [[ -n $unexpected || ${status[0]} != 0 ]]; then
+    [[ -z $unexpected ]] || { echo "restore: unexpected errors:" >&2; indent <<<"$unexpected" >&2; }
+    fail "restoring the roles failed (psql exited ${status[0]}); $partly"
+  fi
 fi
-echo "restore: replayed in $((SECONDS - started))s ($expected expected errors about role $user, none other)"
+echo "restore: restoring database $database with $workers jobs"
+# --create --clean: drop the database and create it again from the backup (a
+# restore into the old one would keep tables a later migration added).
+# --exit-on-error: no error is expected here, so the first one stops the restore.
+pg_restore --create --clean --if-exists --exit-on-error --jobs="$workers" --no-password \
+  --dbname="$maintenance" "$backup/db" || fail "pg_restore exited $?; $partly"
+if [[ -n $filestore ]]; then
+  echo "restore: replacing the contents of $filestore with the archive"
+  # lost+found belongs to the volume, not to Sentry (and is not in the archive).
+  find "$filestore" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} + ||
+    fail "could not empty $filestore; $partly"
+  # --no-overwrite-dir: the mount point itself may not be ours to change.
+  gzip -dc "$backup/filestore.tar.gz" | tar -x -f - -C "$filestore" --no-same-owner --no-overwrite-dir ||
+    fail "extracting the filestore failed; $partly"
+fi
+echo "restore: replayed in $((SECONDS - started))s"
 
 # --- 5. check, then analyze --------------------------------------------------------------
-mismatches="$(sql -f "$work/check.sql")" || fail "the post-restore check could not run"
+# Find each table by what `pg_restore --list` prints for it ("schema name owner";
+# names are not quoted there, so the catalog decides), then compare its row count
+# (ONLY: a table's data in the backup never includes its inheritance children's).
+# Prints one line per table that cannot be found or has another count.
+sed 's/\\/\\\\/g' "$work/expected" >"$work/expected.copy"
+cat >"$work/check.sql" <<EOF
+CREATE TEMPORARY TABLE expected (id int, what text, n bigint);
+\\copy expected FROM '$work/expected.copy'
+CREATE TEMPORARY VIEW found AS
+  SELECT e.id, e.what, e.n, s.nspname, c.relname FROM expected e
+  LEFT JOIN (pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace AND c.relkind IN ('r', 'p'))
+    ON s.nspname || ' ' || c.relname || ' ' || pg_catalog.pg_get_userbyid(c.relowner) = e.what;
+SELECT pg_catalog.format('no single table matches entry %s of the backup (%s)', id, what)
+  FROM found GROUP BY id, what HAVING count(relname) <> 1;
+SELECT pg_catalog.format('SELECT %L || n || %L FROM (SELECT pg_catalog.count(*) AS n FROM ONLY %I.%I) c WHERE n <> %s',
+    pg_catalog.format('table %I.%I has ', nspname, relname), ' rows, the backup has ' || n, nspname, relname, n)
+  FROM found WHERE id IN (SELECT id FROM found GROUP BY id HAVING count(relname) = 1)
+\\gexec
+EOF
+mismatches="$(psql -X -q -A -t -v ON_ERROR_STOP=1 --no-password --dbname="$database" -f "$work/check.sql")" ||
+  fail "the post-restore check could not run"
 if [[ -n $mismatches ]]; then
-  echo "$mismatches" | sed 's/^/  /' >&2
-  fail "the restored databases differ from the dump"
+  indent <<<"$mismatches" >&2
+  fail "the restored database differs from the backup"
 fi
-echo "restore: checked: every table has the dump's row count and every role exists"
-vacuumdb --all --analyze-only --quiet --no-password
-echo "restore: done in $((SECONDS - started))s: $(basename "$file") ($stats)"
+echo "restore: checked: all $tables tables have the backup's row counts"
+vacuumdb --analyze-only --quiet --jobs="$workers" --no-password --dbname="$database"
+echo "restore: done in $((SECONDS - started))s: $(basename "$backup") (database $database: $tables tables, $rows rows)"

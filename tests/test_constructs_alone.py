@@ -1,0 +1,157 @@
+"""Each construct synthesized alone, in a bare chart, with only its required props: it
+makes what it promises, hardened and with resources set, without the SentryStack around it.
+
+And the README's example (a user's own cdk8s app that composes SentryWeb and SentryWorker
+with an external PostgreSQL) runs as written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+import pytest
+import yaml
+
+from constructs import Construct
+from constructs.endpoints import ExternalPostgres, ExternalRedis
+from constructs.naming import Component
+from constructs.pod_security import unhardened
+from constructs.postgres_with_backup import PostgresWithBackup, PostgresWithBackupProps
+from constructs.redis_broker import RedisBroker, RedisBrokerProps
+from constructs.sentry_cleanup import SentryCleanup, SentryCleanupProps
+from constructs.sentry_cron import SentryCron, SentryCronProps
+from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
+from constructs.sentry_runtime import SentryRuntime, SentryRuntimeProps
+from constructs.sentry_web import SentryWeb, SentryWebProps
+from constructs.sentry_worker import SentryWorker, SentryWorkerProps
+from constructs.statsd_exporter import StatsdExporter, StatsdExporterProps
+from tests.conftest import PROJECT_DIR, all_containers, pod_specs
+
+
+def part(component: str, app: str = "sentry") -> Component:
+    return Component(release="demo", app=app, component=component, version="1.0")
+
+
+def runtime(chart: cdk8s.Chart) -> SentryRuntime:
+    secret = kplus.Secret.from_secret_name(chart, "secret", "demo-secrets")
+    postgres = ExternalPostgres(
+        chart, "pg", host="10.1.2.3", port=5432, database="sentry", user="sentry", secret=secret,
+        client_image="postgres:15.8", sslmode="require",
+    )  # fmt: skip
+    redis = ExternalRedis(chart, "redis", host="10.1.2.4", port=6379, db=0, secret=secret, client_image="redis:7")
+    return SentryRuntime(
+        chart,
+        "runtime",
+        SentryRuntimeProps(
+            config_component=part("config"),
+            filestore_component=part("filestore"),
+            postgres=postgres,
+            redis=redis,
+            secret=secret,
+        ),
+    )
+
+
+def redis_broker(chart: cdk8s.Chart) -> Construct:
+    secret = kplus.Secret.from_secret_name(chart, "secret", "demo-secrets")
+    return RedisBroker(chart, "redis", RedisBrokerProps(component=part("redis", "redis"), secret=secret))
+
+
+def postgres(chart: cdk8s.Chart) -> Construct:
+    secret = kplus.Secret.from_secret_name(chart, "secret", "demo-secrets")
+    return PostgresWithBackup(
+        chart,
+        "postgres",
+        PostgresWithBackupProps(
+            component=part("postgresql", "postgresql"), backup_component=part("backup", "postgresql"), secret=secret
+        ),
+    )
+
+
+CONSTRUCTS: dict[str, tuple[Callable[[cdk8s.Chart], object], set[str]]] = {
+    "RedisBroker": (redis_broker, {"StatefulSet", "Service", "PersistentVolumeClaim"}),
+    "PostgresWithBackup": (postgres, {"StatefulSet", "Service", "PersistentVolumeClaim", "CronJob"}),
+    "SentryWeb": (
+        lambda c: SentryWeb(c, "web", SentryWebProps(component=part("web"), runtime=runtime(c))),
+        {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "PersistentVolumeClaim"},
+    ),
+    "SentryWorker": (
+        lambda c: SentryWorker(c, "worker", SentryWorkerProps(component=part("worker"), runtime=runtime(c))),
+        {"Deployment", "PodDisruptionBudget", "ConfigMap", "PersistentVolumeClaim"},
+    ),
+    "SentryCron": (
+        lambda c: SentryCron(c, "cron", SentryCronProps(component=part("cron"), runtime=runtime(c))),
+        {"Deployment", "ConfigMap", "PersistentVolumeClaim"},
+    ),
+    "SentryCleanup": (
+        lambda c: SentryCleanup(c, "cleanup", SentryCleanupProps(component=part("cleanup"), runtime=runtime(c))),
+        {"CronJob", "ConfigMap", "PersistentVolumeClaim"},
+    ),
+    "SentryMigrations": (
+        lambda c: SentryMigrations(
+            c, "migrations", SentryMigrationsProps(component=part("migrations"), runtime=runtime(c))
+        ),
+        {"Job", "ConfigMap", "PersistentVolumeClaim"},
+    ),
+    "StatsdExporter": (
+        lambda c: StatsdExporter(c, "metrics", StatsdExporterProps(component=part("metrics"))),
+        {"Deployment", "Service", "ConfigMap"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRUCTS))
+def test_a_construct_alone_makes_its_objects_hardened_and_with_resources(name: str) -> None:
+    make, kinds = CONSTRUCTS[name]
+    chart = cdk8s.Chart(cdk8s.App(), "bare", namespace="demo", disable_resource_name_hashes=True)
+    make(chart)
+    objects = chart.to_json()
+    assert {o["kind"] for o in objects} == kinds
+    assert not unhardened(objects), "secure by default: the construct hardens its own pods"
+    workloads = [o for o in objects if pod_specs(o)]
+    assert workloads
+    for obj in workloads:
+        (spec,) = pod_specs(obj)
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert "serviceAccountName" not in spec  # no account given: the namespace's default, without a token
+        for container in all_containers(obj):
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, container["name"]
+            assert {"requests", "limits"} <= set(container["resources"]), container["name"]
+            # Not cdk8s-plus's own defaults (1 CPU / 512Mi requests), which every construct overrides.
+            assert container["resources"]["requests"] != {"cpu": "1000m", "memory": "512Mi"}, container["name"]
+
+
+def _readme_example() -> str:
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    docs = PROJECT_DIR / "docs" / "constructs.md"
+    text = docs.read_text(encoding="utf-8") if docs.exists() else readme
+    (code,) = re.findall(r"```python\n(# my_sentry_app\.py.*?)```", text, flags=re.S)
+    return code
+
+
+def test_the_documented_example_app_synthesizes(tmp_path: Path) -> None:
+    code = _readme_example()
+    # The example writes to ./dist; here, to a scratch folder (the jsii runtime resolves a
+    # relative outdir against its own working directory, the project's).
+    assert code.count('outdir="dist"') == 1
+    code = code.replace('outdir="dist"', f'outdir="{tmp_path / "dist"}"')
+    namespace: dict[str, object] = {"__name__": "my_sentry_app"}
+    exec(compile(code, "my_sentry_app.py", "exec"), namespace)
+
+    (output,) = (tmp_path / "dist").glob("*.yaml")
+    objects = [o for o in yaml.safe_load_all(output.read_text()) if o]
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "Job", "Service"} <= kinds
+    assert "StatefulSet" not in kinds, "the database is external"
+    for obj in objects:
+        for container in all_containers(obj):
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            if "SENTRY_POSTGRES_HOST" in env:
+                assert env["SENTRY_POSTGRES_HOST"] == "db.internal.example.com"
+                assert env["PGSSLMODE"] == "verify-full"
+    assert not unhardened(objects)
