@@ -118,9 +118,9 @@ def _refuse(message: str, outdir: Path) -> int:
 def _check_output(config: StackConfig, new: Path, previous: Path, allow_conflicts: bool) -> str | None:
     """Why the new output must not replace the previous one, if it must not: a change that
     `kubectl apply` cannot make to the running stack, or requests beyond the capacity target."""
-    from constructs.apply_rules import apply_conflicts
-    from constructs.capacity import capacity_problem
-    from constructs.summary import load_objects
+    from app.apply_rules import apply_conflicts
+    from app.capacity import capacity_problem
+    from app.summary import load_objects
 
     objects = load_objects(new)
     if previous.is_dir() and not allow_conflicts:
@@ -142,8 +142,8 @@ def _check_output(config: StackConfig, new: Path, previous: Path, allow_conflict
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     # Imported here so that `--help` and argument errors answer without starting node.
-    from constructs.secrets_store import SECRETS_FILE_ENV, SecretsError, default_secrets_file, resolve_secrets
-    from constructs.values import ConfigError, config_warnings, load_config
+    from app.secrets_store import SECRETS_FILE_ENV, SecretsError, default_secrets_file, resolve_secrets
+    from app.values import ConfigError, config_warnings, load_config
 
     outdir = args.outdir.resolve()
     try:
@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import cdk8s
 
+    from app.summary import summary
+    from constructs.config import ConfigurationConflict
     from constructs.sentry_stack import SentryStack
-    from constructs.summary import summary
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         app = cdk8s.App(outdir=str(staging))
         try:
             SentryStack(app, config, resolved.values)
-        except ConfigError as exc:  # a combination of settings only the constructs can see
+        except ConfigurationConflict as exc:  # a combination of settings only the constructs can see
             shutil.rmtree(staging, ignore_errors=True)
             return _refuse(f"{args.config}: {exc}", outdir)
         app.synth()

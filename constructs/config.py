@@ -162,6 +162,10 @@ HostName = Annotated[str, AfterValidator(_host)]
 Image = Annotated[str, Field(min_length=1, pattern=r"^[^\s:@]+(:[A-Za-z0-9_.-]+)?(@sha256:[0-9a-f]{64})?$")]
 
 
+class ConfigurationConflict(ValueError):
+    """Settings that each validate but cannot be built together; the message names the field."""
+
+
 class Model(BaseModel):
     """Base: frozen, unknown keys rejected, field names as written in values files.
 

@@ -26,7 +26,7 @@ import cdk8s_plus_27 as kplus
 
 from constructs import Construct
 from constructs.naming import Component
-from constructs.secrets_store import POSTGRES_PASSWORD, REDIS_PASSWORD
+from constructs.secret_keys import POSTGRES_PASSWORD, REDIS_PASSWORD
 from constructs.workload import plain_env, secret_env
 
 POSTGRES_CA_MOUNT = "/etc/sentry-k8s/postgres-ca"

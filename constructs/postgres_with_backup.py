@@ -23,7 +23,7 @@ from constructs.endpoints import NetworkTarget, PostgresEndpoint
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
-from constructs.secrets_store import POSTGRES_PASSWORD, S3_SECRET_ACCESS_KEY
+from constructs.secret_keys import POSTGRES_PASSWORD, S3_SECRET_ACCESS_KEY
 from constructs.workload import (
     bash_command,
     claim,

@@ -13,7 +13,7 @@ from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
 from constructs.quantities import parse_memory
-from constructs.secrets_store import REDIS_PASSWORD
+from constructs.secret_keys import REDIS_PASSWORD
 from constructs.workload import (
     claim,
     claim_volume,

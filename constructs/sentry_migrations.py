@@ -29,7 +29,7 @@ from constructs.config import MigrationsConfig, PodSettings
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
-from constructs.secrets_store import ADMIN_PASSWORD
+from constructs.secret_keys import ADMIN_PASSWORD
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import bash_command, name_by_pod_template, plain_env, seconds, secret_env
 

@@ -22,10 +22,10 @@ from typing import Any
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import Resources, SentryConfig
+from constructs.config import ConfigurationConflict, Resources, SentryConfig
 from constructs.endpoints import PostgresEndpoint, RedisEndpoint
 from constructs.naming import Component
-from constructs.secrets_store import (
+from constructs.secret_keys import (
     FILESTORE_S3_SECRET_ACCESS_KEY,
     GCS_CREDENTIALS,
     GITHUB_CLIENT_SECRET,
@@ -36,7 +36,6 @@ from constructs.secrets_store import (
     SENTRY_SECRET_KEY,
     SMTP_PASSWORD,
 )
-from constructs.values import ConfigError
 from constructs.workload import (
     WAIT_RESOURCES,
     claim,
@@ -210,7 +209,9 @@ class SentryRuntime(Construct):
             env["SENTRY_S3_SECRET_ACCESS_KEY"] = secret_env(secret, FILESTORE_S3_SECRET_ACCESS_KEY.key)
         clashes = sorted(set(cfg.extra_env) & set(env))
         if clashes:
-            raise ConfigError(f"sentry.extra_env: {', '.join(clashes)} are set by the stack itself; choose other names")
+            raise ConfigurationConflict(
+                f"sentry.extra_env: {', '.join(clashes)} are set by the stack itself; choose other names"
+            )
         return {**env, **plain_env(dict(cfg.extra_env))}
 
     def _filestore_settings(self) -> dict[str, str]:

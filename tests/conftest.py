@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 import main
-from constructs.capacity import pod_specs
-from constructs.secrets_store import ALL_KEYS
+from app.capacity import pod_specs
+from app.secrets_store import ALL_KEYS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"

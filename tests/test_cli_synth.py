@@ -22,7 +22,7 @@ def _project_copy(tmp_path: Path) -> Path:
     copy.mkdir()
     for name in ("main.py", "cdk8s.yaml"):
         shutil.copy(PROJECT_DIR / name, copy / name)
-    for name in ("constructs", "config"):
+    for name in ("app", "constructs", "config"):
         shutil.copytree(PROJECT_DIR / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     # imports/ keeps its bytecode (copied with the sources' times, so Python trusts it
     # exactly as in the project): compiling the 2.8 MB bindings costs each run ~0.5 s.

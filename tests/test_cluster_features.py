@@ -120,7 +120,7 @@ def test_metrics_go_to_the_exporter_that_prometheus_scrapes(tmp_path: Path) -> N
 
 
 def test_metrics_are_off_by_default_and_count_in_the_capacity_when_on(default_dist: Dist, tmp_path: Path) -> None:
-    from constructs.capacity import stack_requests
+    from app.capacity import stack_requests
 
     assert not [o for o in default_dist.objects if "metrics" in o["metadata"]["name"]]
     with_metrics = _synth(tmp_path, METRICS)
@@ -205,7 +205,7 @@ def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(tmp_path: Path)
 
 
 def test_the_capacity_counts_autoscaled_pods_at_their_maximum(tmp_path: Path) -> None:
-    from constructs.capacity import stack_requests
+    from app.capacity import stack_requests
 
     dist = _synth(tmp_path, AUTOSCALING)
     (tmp_path / "fixed").mkdir()

@@ -155,3 +155,11 @@ def test_the_documented_example_app_synthesizes(tmp_path: Path) -> None:
                 assert env["SENTRY_POSTGRES_HOST"] == "db.internal.example.com"
                 assert env["PGSSLMODE"] == "verify-full"
     assert not unhardened(objects)
+
+
+def test_constructs_do_not_depend_on_the_application_layer() -> None:
+    # constructs/ holds the constructs and the files they embed; values files, the secrets
+    # store, the capacity check and the summary live in app/, and main.py joins the two.
+    for module in (PROJECT_DIR / "constructs").glob("*.py"):
+        text = module.read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(from|import) app\b", text, flags=re.M), module.name

@@ -3,7 +3,7 @@
 The variants come from the values model (tests/variants.py): for every leaf, a different
 valid value, images bumped to their next patch release. Each is synthesized and compared
 with its base both ways, default -> variant and variant -> default, under the API
-server's update rules (constructs/apply_rules.py). A leaf that has no effect on the
+server's update rules (app/apply_rules.py). A leaf that has no effect on the
 default configuration (the offsite copy, mail, logins, the restore Job) is varied on the
 "full" base, where those are on.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from constructs.apply_rules import apply_conflicts
+from app.apply_rules import apply_conflicts
 from tests.conftest import synth
 from tests.variants import BASES, Leaf, Variant, all_outcomes, leaves, synth_objects, with_leaf
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from constructs.secrets_store import ALL_KEYS
+from app.secrets_store import ALL_KEYS
 from tests.conftest import PROJECT_DIR, Dist
 from tools.config_reference import END, START, reference
 

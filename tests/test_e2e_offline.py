@@ -158,7 +158,7 @@ def _project_copy(tmp_path: Path) -> Path:
     (copy / "tools").mkdir(parents=True)
     for name in ("main.py", "Makefile"):
         shutil.copy(PROJECT_DIR / name, copy / name)
-    for name in ("constructs", "imports", "config"):
+    for name in ("app", "constructs", "imports", "config"):
         shutil.copytree(PROJECT_DIR / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("e2e.sh", "e2e_http.py", "e2e_values.py"):
         shutil.copy(PROJECT_DIR / "tools" / name, copy / "tools" / name)

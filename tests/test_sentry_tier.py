@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from constructs.capacity import Requests, pod_requests, stack_requests, target
+from app.capacity import Requests, pod_requests, stack_requests, target
+from app.values import merge_onto_defaults, parse_config
 from constructs.config import Resources, StackConfig
 from constructs.quantities import parse_cpu, parse_memory
-from constructs.values import merge_onto_defaults, parse_config
 from tests.conftest import Dist, all_containers, find_container, pod_specs, synth
 
 SENTRY_DEPLOYMENTS = ("sentry-web", "sentry-worker", "sentry-cron")

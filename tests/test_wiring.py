@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from constructs.capacity import pod_specs
+from app.capacity import pod_specs
+from app.secrets_store import required_keys
+from app.values import load_config, parse_config
 from constructs.config import StackConfig
 from constructs.quantities import parse_cpu, parse_memory
-from constructs.secrets_store import required_keys
-from constructs.values import load_config, parse_config
 from constructs.workload import WAIT_RESOURCES
 from tests.conftest import DEFAULT_CONFIG, FULL_VALUES, PROJECT_DIR, Dist, synth
 from tests.test_sentry_conf import CONTRACT

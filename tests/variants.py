@@ -30,10 +30,10 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from app.secrets_store import required_keys
+from app.values import ConfigError, merge_onto_defaults, parse_config
 from constructs.config import StackConfig
 from constructs.quantities import parse_cpu, parse_memory
-from constructs.secrets_store import required_keys
-from constructs.values import ConfigError, merge_onto_defaults, parse_config
 from tests.conftest import FULL_SECRETS, FULL_VALUES
 
 # "external": managed PostgreSQL (verify-full, with a CA) and Redis, where the external

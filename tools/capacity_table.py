@@ -23,8 +23,8 @@ END = "<!-- capacity-table:end -->"
 
 
 def table(objects: list[dict]) -> str:
-    from constructs.capacity import capacity_table
-    from constructs.values import parse_config
+    from app.capacity import capacity_table
+    from app.values import parse_config
 
     return "\n".join([START, capacity_table(parse_config({}), objects), END])
 
@@ -32,8 +32,8 @@ def table(objects: list[dict]) -> str:
 def default_objects() -> list[dict]:
     import cdk8s
 
+    from app.values import parse_config
     from constructs.sentry_stack import SentryStack
-    from constructs.values import parse_config
 
     # Placeholder secret values: only the pods' requests are read.
     secrets = {k: "x" for k in ("postgres-password", "redis-password", "sentry-secret-key", "admin-password")}

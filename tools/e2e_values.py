@@ -26,7 +26,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 # constructs/ loads jsii, which prints an end-of-life banner on Node 20 (as in main.py).
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from constructs.values import ConfigError, load_config  # noqa: E402  (needs the path above)
+from app.values import ConfigError, load_config  # noqa: E402  (needs the path above)
 
 
 def show(config_path: Path) -> str:

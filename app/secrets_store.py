@@ -27,49 +27,27 @@ from pathlib import Path
 import yaml
 
 from constructs.config import StackConfig
-
-ENV_PREFIX = "SENTRY_K8S_"
-SECRETS_FILE_ENV = "SENTRY_K8S_SECRETS_FILE"
-
-
-@dataclass(frozen=True)
-class SecretKey:
-    key: str
-    description: str
-    generated_length: int = 0  # 0: cannot be invented, the user must supply it
-
-    @property
-    def env_var(self) -> str:
-        return ENV_PREFIX + self.key.upper().replace("-", "_")
-
-
-POSTGRES_PASSWORD = SecretKey("postgres-password", "PostgreSQL password of the Sentry role", 32)
-REDIS_PASSWORD = SecretKey("redis-password", "Redis password (requirepass)", 32)
-SENTRY_SECRET_KEY = SecretKey("sentry-secret-key", "Sentry's SECRET_KEY (sessions, signing)", 50)
-ADMIN_PASSWORD = SecretKey("admin-password", "Password of the Sentry superuser", 20)
-GITHUB_CLIENT_SECRET = SecretKey("github-client-secret", "GitHub App OAuth client secret")
-GITHUB_PRIVATE_KEY = SecretKey("github-private-key", "GitHub App private key (PEM)")
-GITHUB_WEBHOOK_SECRET = SecretKey("github-webhook-secret", "GitHub App webhook secret")
-GITLAB_APPLICATION_SECRET = SecretKey("gitlab-application-secret", "GitLab OAuth application secret")
-SMTP_PASSWORD = SecretKey("smtp-password", "SMTP password")
-S3_SECRET_ACCESS_KEY = SecretKey("s3-secret-access-key", "Secret key for the offsite backup bucket")
-FILESTORE_S3_SECRET_ACCESS_KEY = SecretKey("filestore-s3-secret-access-key", "Secret key for the s3 filestore")
-GCS_CREDENTIALS = SecretKey("gcs-credentials", "Google service account key (JSON) for the gcs filestore")
-
-ALL_KEYS: tuple[SecretKey, ...] = (
-    POSTGRES_PASSWORD,
-    REDIS_PASSWORD,
-    SENTRY_SECRET_KEY,
+from constructs.secret_keys import (
     ADMIN_PASSWORD,
+    ALL_KEYS,
+    ENV_PREFIX,
+    FILESTORE_S3_SECRET_ACCESS_KEY,
+    GCS_CREDENTIALS,
     GITHUB_CLIENT_SECRET,
     GITHUB_PRIVATE_KEY,
     GITHUB_WEBHOOK_SECRET,
     GITLAB_APPLICATION_SECRET,
-    SMTP_PASSWORD,
+    POSTGRES_PASSWORD,
+    REDIS_PASSWORD,
     S3_SECRET_ACCESS_KEY,
-    FILESTORE_S3_SECRET_ACCESS_KEY,
-    GCS_CREDENTIALS,
+    SENTRY_SECRET_KEY,
+    SMTP_PASSWORD,
+    SecretKey,
 )
+
+__all__ = ["ALL_KEYS", "ENV_PREFIX", "SECRETS_FILE_ENV", "SecretKey", "SecretsError", "resolve_secrets"]
+
+SECRETS_FILE_ENV = "SENTRY_K8S_SECRETS_FILE"
 
 
 class SecretsError(ValueError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from constructs.capacity import capacity_report
+from app.capacity import capacity_report
 from constructs.config import StackConfig
 
 
