@@ -884,6 +884,13 @@ class StackConfig(Model):
         default_factory=PodSettings,
         description="Pod settings of every pod, unless a workload's own `pods` says otherwise.",
     )
+    service_account_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations of the pods' ServiceAccount, for a cloud identity without keys: IAM roles "
+        "for service accounts (eks.amazonaws.com/role-arn) or GKE Workload Identity "
+        "(iam.gke.io/gcp-service-account).",
+        examples=[{"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sentry"}],
+    )
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
 
     @model_validator(mode="after")

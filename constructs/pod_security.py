@@ -172,12 +172,16 @@ def checkov_skip_table() -> str:
     return "\n".join(lines)
 
 
-def service_account(scope: Construct, component: Component) -> k8s.KubeServiceAccount:
-    """The stack's own ServiceAccount: no RBAC binding, no token mounted by default."""
+def service_account(
+    scope: Construct, component: Component, annotations: dict[str, str] | None = None
+) -> k8s.KubeServiceAccount:
+    """The stack's own ServiceAccount: no RBAC binding, no token mounted by default.
+    `annotations` give it a cloud identity (e.g. eks.amazonaws.com/role-arn for IAM roles
+    for service accounts, iam.gke.io/gcp-service-account for Workload Identity)."""
     return k8s.KubeServiceAccount(
         scope,
         "service-account",
-        metadata=k8s.ObjectMeta(name=component.name, labels=component.labels),
+        metadata=k8s.ObjectMeta(name=component.name, labels=component.labels, annotations=annotations or None),
         automount_service_account_token=False,
     )
 

@@ -82,7 +82,9 @@ class SentryStack:
         # One ServiceAccount for every pod, with no RBAC binding and no token: no pod
         # calls the API server. each construct puts it, seccomp and dropped
         # capabilities on every pod template (see pod_security.py).
-        self.service_account = service_account(chart, names.sentry(SERVICE_ACCOUNT_COMPONENT))
+        self.service_account = service_account(
+            chart, names.sentry(SERVICE_ACCOUNT_COMPONENT), dict(config.service_account_annotations)
+        )
         account = self.service_account.name
         # With existing_secret nothing is emitted above: workloads reference the user's Secret by name.
         secret = kplus.Secret.from_secret_name(chart, "secret-ref", names.secret_name)

@@ -390,3 +390,14 @@ def test_the_backup_reports_its_newest_backup_to_the_exporter(tmp_path: Path) ->
     assert kind == "g" and started <= int(stamp) <= int(time.time())
     size, kind = lines["sentry_backup.size_bytes"].split("|")
     assert kind == "g" and int(size) > 0
+
+
+def test_the_service_account_carries_a_cloud_identity(tmp_path: Path) -> None:
+    # With the s3 or gcs filestore and no keys, the pods reach the bucket as this account.
+    role = "arn:aws:iam::123456789012:role/sentry"
+    dist = _synth(tmp_path, f"service_account_annotations: {{eks.amazonaws.com/role-arn: '{role}'}}\n")
+    (account,) = dist.of_kind("ServiceAccount")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": role}
+    for name in ("sentry-web", "sentry-worker"):
+        (spec,) = pod_specs(dist.get("Deployment", name))
+        assert spec["serviceAccountName"] == account["metadata"]["name"]
