@@ -112,3 +112,37 @@ def test_readme_skip_table_matches_the_code() -> None:
         pytest.skip("README.md has no checkov skip table yet (see tools/validate.py --skip-table)")
     start, end = readme.index(SKIP_TABLE_START), readme.index(SKIP_TABLE_END) + len(SKIP_TABLE_END)
     assert readme[start:end] == skip_table(), "paste the output of: .venv/bin/python tools/validate.py --skip-table"
+
+
+# The shipped examples (config/*.yaml) pass the same validation as the test configurations:
+# strict schemas, checkov with no failed check, Pod Security `restricted`.
+SHIPPED = sorted((PROJECT_DIR / "config").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module", params=SHIPPED, ids=lambda p: p.name)
+def shipped_dist(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    from tests.conftest import synth
+
+    code, dist = synth(tmp_path_factory.mktemp(request.param.stem), request.param.read_text(encoding="utf-8"))
+    assert code == 0
+    return dist
+
+
+def test_shipped_values_files_validate_strictly(shipped_dist: Dist) -> None:
+    assert schema_errors(shipped_dist.path, [API_LEVEL]) == []
+
+
+@pytest.mark.validate
+def test_shipped_values_files_validate_on_newer_kubernetes_and_pass_checkov(shipped_dist: Dist) -> None:
+    assert schema_errors(shipped_dist.path) == []
+    report = _checkov(shipped_dist.path)
+    assert failed_checks(report) == []
+
+
+def test_shipped_values_files_meet_pod_security_restricted(shipped_dist: Dist) -> None:
+    from tests.test_security import pods, restricted_violations
+
+    found = pods(shipped_dist)
+    assert found
+    for obj, meta, spec in found:
+        assert restricted_violations(meta.get("annotations", {}), spec) == [], obj["metadata"]["name"]
