@@ -748,6 +748,11 @@ class SentryConfig(Model):
         "derives it from requests.",
     )
     single_organization: bool = Field(default=True)
+    allow_registration: bool = Field(
+        default=False,
+        description="Show Sentry's Register form on the login page, so anyone who reaches it can make "
+        "an account; off: the admin invites members.",
+    )
     web: WebConfig = Field(default_factory=WebConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     cron: CronConfig = Field(default_factory=CronConfig)

@@ -152,6 +152,7 @@ class SentryRuntime(Construct):
             "SENTRY_REDIS_DB": str(redis.db),
             **self._filestore_settings(),
             "SENTRY_SINGLE_ORGANIZATION": _bool(cfg.single_organization),
+            "SENTRY_ALLOW_REGISTRATION": _bool(cfg.allow_registration),
             "SENTRY_USE_SSL": _bool(self.props.use_ssl),
             "SENTRY_TRUSTED_PROXY": _bool(self.props.trusted_proxy),
             "SENTRY_SERVER_EMAIL": cfg.smtp.from_address,

@@ -55,6 +55,7 @@ CONTRACT = (
     "SENTRY_SINGLE_ORGANIZATION",
     "SENTRY_USE_SSL",
     "SENTRY_TRUSTED_PROXY",
+    "SENTRY_ALLOW_REGISTRATION",
     "SENTRY_WEB_HOST",
     "SENTRY_WEB_PORT",
     "SENTRY_WEB_WORKERS",
@@ -626,3 +627,9 @@ def test_runs_under_python_2_7() -> None:
         "app_id": 42,
         "workers": 2,
     }
+
+
+def test_sign_up_is_closed_unless_allowed(load) -> None:
+    # Sentry 9.1's own default shows a Register form to anyone who reaches the login page.
+    assert load(**REQUIRED)["SENTRY_FEATURES"]["auth:register"] is False
+    assert load(**REQUIRED, SENTRY_ALLOW_REGISTRATION="true")["SENTRY_FEATURES"]["auth:register"] is True

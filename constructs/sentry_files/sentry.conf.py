@@ -21,7 +21,8 @@
 #   SENTRY_GCS_PROJECT_ID
 #   SENTRY_STATSD_HOST (empty: no metrics), SENTRY_STATSD_PORT (9125)
 #   SENTRY_URL_PREFIX, SENTRY_SINGLE_ORGANIZATION (true), SENTRY_USE_SSL (false),
-#   SENTRY_TRUSTED_PROXY (false: trust X-Forwarded-Host/-For only behind the Ingress)
+#   SENTRY_TRUSTED_PROXY (false: trust X-Forwarded-Host/-For only behind the Ingress),
+#   SENTRY_ALLOW_REGISTRATION (false: no "Register" form; members are invited)
 #   SENTRY_WEB_HOST (0.0.0.0), SENTRY_WEB_PORT (9000), SENTRY_WEB_WORKERS (2)
 #   SENTRY_EMAIL_HOST (empty: no mail), SENTRY_EMAIL_PORT (25), SENTRY_EMAIL_USER,
 #   SENTRY_EMAIL_PASSWORD, SENTRY_EMAIL_USE_TLS (false), SENTRY_SERVER_EMAIL
@@ -40,7 +41,7 @@
 # from. `env` is Sentry's own reader: under uWSGI it also removes each variable it reads
 # from os.environ, so the web workers do not carry the secrets in their environment.
 from sentry.conf.server import *  # noqa: F403
-from sentry.conf.server import SENTRY_OPTIONS, env
+from sentry.conf.server import SENTRY_FEATURES, SENTRY_OPTIONS, env
 
 try:  # Python 3 (this project's tests)
     from urllib.parse import quote
@@ -139,6 +140,11 @@ SENTRY_USE_BIG_INTS = True
 
 # One organization: Sentry hides the organization switcher and forbids creating more.
 SENTRY_SINGLE_ORGANIZATION = _flag("SENTRY_SINGLE_ORGANIZATION", True)
+
+# Sign-up: Sentry 9.1 shows a Register form on its login page by default, so anyone who
+# reaches the page could make an account. Closed unless SENTRY_ALLOW_REGISTRATION: the
+# admin invites members (and GitHub/GitLab logins join through the organization's SSO).
+SENTRY_FEATURES["auth:register"] = _flag("SENTRY_ALLOW_REGISTRATION", False)
 
 # The public address (scheme and host, no trailing slash). Sentry builds every absolute
 # link from it, including the OAuth redirect URIs of GitHub and GitLab login. When unset,
