@@ -215,6 +215,7 @@ def test_figures_in_the_prose_are_the_codes() -> None:
             f"give up after {int(wait_postgres[1]) // 60} minutes (PostgreSQL) or\n"
             f"{int(wait_migrations[1]) // 3600} hour (migrations)",
             f"waits up to {postgres.backup.restore.wait_for_clients_seconds // 60} minutes for other sessions",
+            f"database with `pg_restore -j {postgres.backup.restore.jobs}`",
         ],
         "development.md": [
             "sentry cleanup --days " + str(sentry.cleanup.days),
