@@ -115,7 +115,7 @@ def _claim(old: dict, new: dict) -> list[tuple[str, str, str]]:
                 "spec.resources.requests.storage",
                 f"a volume cannot shrink from {before} to {after}",
                 f"Keep the size at {before} or more; to move to a smaller volume, back up, then restore "
-                "into a new one (README: Volumes)",
+                "into a new one (docs/operations.md: Volumes)",
             )
         )
     old_rest, new_rest = _without_storage(old_spec), _without_storage(new_spec)
@@ -126,7 +126,7 @@ def _claim(old: dict, new: dict) -> list[tuple[str, str, str]]:
                     f"spec.{field}",
                     "only the size of an existing volume can change (its storage class and access mode "
                     "are fixed when it is created)",
-                    "Keep the old value, or move the data to a new volume as the README's Volumes section describes",
+                    "Keep the old value, or move the data to a new volume as docs/operations.md, Volumes, describes",
                 )
             )
     return found

@@ -126,7 +126,7 @@ def surge_pods(obj: dict, replicas: int | None = None) -> int:
     return int(surge)
 
 
-# The restore Job runs only while Sentry is scaled to 0 (the README's runbook), so it
+# The restore Job runs only while Sentry is scaled to 0 (the restore runbook in docs/operations.md), so it
 # never adds to the upgrade peak: its own pod is far smaller than what it replaces.
 RUNS_WITH_SENTRY_STOPPED = frozenset({"restore"})
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -196,7 +196,7 @@ def capacity_problem(config: StackConfig, objects: list[dict]) -> str | None:
 
 
 def capacity_table(config: StackConfig, objects: list[dict]) -> str:
-    """The README's capacity table: every pod at the upgrade peak, and how the sum fits the
+    """The README's capacity table (tools/capacity_table.py): every pod at the upgrade peak, and how the sum fits the
     configured target with and without the CNI's own pod."""
     lines = ["| pods (component) | at the upgrade peak | requests each | total |", "| --- | --- | --- | --- |"]
     autoscaled = autoscaler_maxima(objects)

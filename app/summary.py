@@ -36,7 +36,7 @@ def summary(config: StackConfig, outdir: Path) -> str:
     ]
     if config.postgres.backup.enabled and config.postgres.backup.restore.enabled:
         lines += [
-            "  RESTORE MODE: apply only the restore Job, with Sentry scaled to 0 (README: Backup and restore):",
+            "  RESTORE MODE: apply only the restore Job, with Sentry scaled to 0 (docs/operations.md, restore):",
             f"  kubectl apply -f {outdir.name}/90-restore.k8s.yaml",
             f"  (applying {outdir.name}/20-sentry.k8s.yaml now would scale Sentry back up)",
         ]

@@ -72,7 +72,7 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{where}: {error['input']!r} is not {_TYPE_NAMES[kind]}{allowed}"
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
-        allowed = ", ".join(sorted(parent.model_fields)) if parent else "see the README"
+        allowed = ", ".join(sorted(parent.model_fields)) if parent else "see docs/configuration.md"
         return f"{where}: unknown key (allowed keys here: {allowed})"
     if kind == "missing":
         return f"{where}: is required"

@@ -214,7 +214,7 @@ class Storage(Model):
     storage_class: KubeName | None = Field(
         default=None,
         description="StorageClass name; null uses the cluster's default class. Fixed once the volume "
-        "exists (see the README's volume runbook).",
+        "exists (see docs/operations.md, Volumes).",
     )
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
         default="ReadWriteOnce", description="PVC access mode."
@@ -274,7 +274,7 @@ BACKUP_NAME_PATTERN = r"^sentry-[0-9]{8}T[0-9]{6}Z$"
 
 
 class RestoreConfig(Model):
-    """The on-demand restore Job (see the README's restore runbook)."""
+    """The on-demand restore Job (see the restore runbook in docs/operations.md)."""
 
     enabled: bool = Field(
         default=False,
@@ -445,7 +445,7 @@ class PodSettings(Model):
 
 class Autoscaling(Model):
     """A HorizontalPodAutoscaler on CPU. With it, the Deployment leaves `replicas` to the
-    autoscaler, so `kubectl apply` never fights it (README: Autoscaling)."""
+    autoscaler, so `kubectl apply` never fights it (docs/cluster.md: Autoscaling)."""
 
     enabled: bool = Field(default=False, description="Scale on CPU between min_replicas and max_replicas.")
     min_replicas: int = Field(
@@ -535,7 +535,7 @@ class PostgresConfig(Model):
 
 class ExternalRedisConfig(Model):
     """A Redis server outside the cluster (ElastiCache, Memorystore, ...). Plain TCP with a
-    password: Sentry 9.1.2's Celery broker cannot use TLS (see the README)."""
+    password: Sentry 9.1.2's Celery broker cannot use TLS (see docs/cluster.md)."""
 
     host: Annotated[str, AfterValidator(lambda v: v and _host_or_ip(v))] = Field(
         default="", description="Host name or IP of the server; empty runs Redis in the cluster."
@@ -593,7 +593,7 @@ class WorkerConfig(Model):
 
 class CronConfig(Model):
     # 50m: the seed measured 2m in use; with 100m the upgrade peak would not fit a minikube
-    # that runs Calico (README: Capacity).
+    # that runs Calico (docs/operations.md: Capacity).
     resources: Resources = Field(default_factory=lambda: resources("50m", "150Mi", "250m", "250Mi"))
     pods: PodSettings = Field(default_factory=PodSettings)
 
@@ -602,7 +602,7 @@ class MigrationsConfig(Model):
     resources: Resources = Field(
         # The request is what the scheduler reserves; the limit is what `sentry upgrade`
         # may use (about 3 GB of memory, and a whole CPU while it runs, which the idle
-        # pods leave free). See the README's capacity section for the arithmetic.
+        # pods leave free). See docs/operations.md, Capacity, for the arithmetic.
         default_factory=lambda: resources("50m", "600Mi", "1", "3200Mi"),
     )
     backoff_limit: int = Field(default=3, ge=0, le=10)

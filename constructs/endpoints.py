@@ -163,7 +163,7 @@ class ExternalPostgres(Construct):
 
 class ExternalRedis(Construct):
     """A Redis server outside the cluster; emits nothing. Sentry 9.1.2 cannot use TLS to
-    Redis (see the README), so the connection is plain TCP with the password."""
+    Redis (see docs/cluster.md), so the connection is plain TCP with the password."""
 
     def __init__(
         self,

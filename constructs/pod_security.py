@@ -13,7 +13,7 @@ pod template (so a construct used on its own is hardened too):
 - the stack's own ServiceAccount (when given), with no token mounted: no pod calls the
   API server;
 - the checkov skips that apply to the object, as `checkov.io/skipN` annotations whose
-  reasons come from CHECKOV_SKIPS below (the README's table is generated from it).
+  reasons come from CHECKOV_SKIPS below (docs/security.md's table is generated from it).
 
 All of this together meets the Pod Security Standards' `restricted` level, which the
 namespace enforces (POD_SECURITY_LABELS; tests/test_security.py checks the rules).
@@ -98,7 +98,7 @@ class CheckovSkip:
     reason: str
     """Why it cannot be met; written into the object's annotation and the README."""
     where: str
-    """Which objects it is skipped on, in words (README)."""
+    """Which objects it is skipped on, in words (docs/security.md)."""
     applies: Callable[[dict], bool]
     """Whether the skip is needed on this synthesized workload object."""
 
@@ -166,7 +166,7 @@ def checkov_skip_annotations(manifest: dict) -> dict[str, str]:
 
 
 def checkov_skip_table() -> str:
-    """The README's table of skips, generated from CHECKOV_SKIPS."""
+    """The docs' table of skips (docs/security.md), generated from CHECKOV_SKIPS."""
     lines = ["| check | title | skipped on | reason |", "| --- | --- | --- | --- |"]
     lines += [f"| {s.check} | {s.title} | {s.where} | {s.reason} |" for s in CHECKOV_SKIPS]
     return "\n".join(lines)

@@ -386,7 +386,7 @@ class PostgresRestore(Construct):
     """A Job that restores a backup from the backup volume into the running server.
 
     It replaces the Sentry database (and the roles and filestore, see RestoreConfig), so it is synthesized only on
-    demand, into a chart of its own; see the README's restore runbook. The Job never
+    demand, into a chart of its own; see the restore runbook in docs/operations.md. The Job never
     retries (a failed restore wants a person), has no TTL (a finished Job stays, so
     re-applying the same manifest does not restore again), mounts the backups
     read-only, and refuses to start while other clients are connected.

@@ -6,7 +6,7 @@
   committed without secret material (absent with `secrets.existing_secret`);
 - `20-sentry`: everything else, including the NetworkPolicies and the pods' ServiceAccount;
 - `90-restore`: the PostgreSQL restore Job, only with `postgres.backup.restore.enabled`
-  (it replaces the databases: see the README's restore runbook).
+  (it replaces the databases: see the restore runbook in docs/operations.md).
 """
 
 from __future__ import annotations

@@ -33,15 +33,15 @@ NOT_IN_THE_OUTPUT = {
 # (leaf pattern, direction) -> why `kubectl apply` cannot make that change. Direction
 # "forward" is base -> variant, "back" is variant -> base.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("*.storage_class", "forward"): "an existing volume's StorageClass is fixed (README: Volumes)",
-    ("*.storage_class", "back"): "an existing volume's StorageClass is fixed (README: Volumes)",
-    ("*.access_mode", "forward"): "an existing volume's access mode is fixed (README: Volumes)",
-    ("*.access_mode", "back"): "an existing volume's access mode is fixed (README: Volumes)",
-    ("*.size", "back"): "a volume can grow but never shrink (README: Volumes)",
+    ("*.storage_class", "forward"): "an existing volume's StorageClass is fixed (docs/operations.md: Volumes)",
+    ("*.storage_class", "back"): "an existing volume's StorageClass is fixed (docs/operations.md: Volumes)",
+    ("*.access_mode", "forward"): "an existing volume's access mode is fixed (docs/operations.md: Volumes)",
+    ("*.access_mode", "back"): "an existing volume's access mode is fixed (docs/operations.md: Volumes)",
+    ("*.size", "back"): "a volume can grow but never shrink (docs/operations.md: Volumes)",
 }
 # The restore Job keeps one name on purpose: re-applying 90-restore must never restore
 # again by itself. Every setting in its pod template is fixed once it ran: delete the
-# finished Job before the next restore (README: restore runbook).
+# finished Job before the next restore (docs/operations.md: the restore runbook).
 RESTORE_TEMPLATE_LEAVES = (
     "postgres.backup.restore.file",
     "postgres.backup.restore.wait_for_clients_seconds",

@@ -27,6 +27,10 @@ so absolute times are this machine's without disk flushes; the ratios are the po
 
     .venv/bin/python tools/bench_backup.py                  # ~0.5 GB, 2 rounds: about 7 minutes on 2 cores
     .venv/bin/python tools/bench_backup.py --events 20000 --groups 50000 --large 2   # a smoke run
+    .venv/bin/python tools/bench_backup.py --write docs/development.md   # also replace the table there
+
+With --write, the dataset, the table and the notes go between the bench-backup markers of
+that file, with the date and the machine: the docs show this script's output, never typed figures.
 """
 
 from __future__ import annotations
@@ -55,6 +59,14 @@ from constructs.quantities import parse_cpu  # noqa: E402
 from tests.conftest import TEST_SECRETS, find_container, synth  # noqa: E402
 from tests.servers import PostgresServer  # noqa: E402
 from tests.test_backup import VALUES, Script, backup_script, restore_script  # noqa: E402
+from tools.doc_blocks import machine, write_block  # noqa: E402
+
+START = "<!-- bench-backup:start (written by tools/bench_backup.py --write; measured: run it again, do not edit) -->"
+END = "<!-- bench-backup:end -->"
+HEADER = [
+    "| method | backup | restore | size | backup x plain | restore x plain | size x plain | backup client CPU |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+]
 
 # The last commit with the single-file gzip format ("today's method" of issue 11).
 BASELINE_COMMIT = "56d4326"
@@ -200,6 +212,7 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=700_000, help="sentry_groupedmessage rows (narrow, 4 indexes)")
     parser.add_argument("--large", type=int, default=6, help="sentry_largevalue rows (about 6 MB each)")
     parser.add_argument("--rounds", type=int, default=2, help="measure every method this often; show the best")
+    parser.add_argument("--write", type=Path, metavar="FILE", help="replace the bench-backup block of FILE")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
@@ -434,30 +447,29 @@ def main() -> int:
                 f"so compressing alone at level {level}, on all {cpus} CPUs with nothing else to do, takes "
                 f">= {bound:.1f}s = {bound / plain_row.backup_s:.1f}x the plain dump (target: 1.5x)"
             )
-        print()
-        print(
+        out = [
             f"dataset: database sentry, {db_bytes / 2**20:.0f} MiB (pg_database_size); {os.cpu_count()} CPUs; "
             f"best of {args.rounds} rounds; load average at the end: {os.getloadavg()[0]:.1f}"
-        )
+        ]
         for line in sizes.splitlines():
             name, size = line.split("|")
-            print(f"  {name}: {int(size) / 2**20:.0f} MiB with indexes")
-        print()
-        print(
-            "| method | backup | restore | size | backup x plain | restore x plain | size x plain | backup client CPU |"
-        )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+            out.append(f"- {name}: {int(size) / 2**20:.0f} MiB with indexes")
+        out += ["", *HEADER]
         for row in rows:
             restore = f"{row.restore_s:.1f} s" if row.restore_s is not None else "-"
             restore_ratio = f"{row.restore_s / plain_row.restore_s:.2f}x" if row.restore_s is not None else "-"
-            print(
-                f"| {row.method} | {row.backup_s:.1f} s | {restore} | {row.size / 2**20:.1f} MiB | "
+            method = row.method.replace("|", "\\|")  # a pipe inside a Markdown table cell
+            out.append(
+                f"| {method} | {row.backup_s:.1f} s | {restore} | {row.size / 2**20:.1f} MiB | "
                 f"{row.backup_s / plain_row.backup_s:.2f}x | {restore_ratio} | {row.size / plain_row.size:.3f}x | "
                 f"{row.cpu_s:.1f} s |"
             )
+        out += ["", *(f"- {note}" for note in notes)]
         print()
-        for note in notes:
-            print(note)
+        print("\n".join(out))
+        if args.write is not None:
+            stamp = f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on {machine()}."
+            write_block(args.write, START, END, "\n".join([START, stamp, "", *out, END]))
         return 0
     finally:
         for server in servers:

@@ -4,7 +4,11 @@
 Each command runs as a fresh process (that is what a user waits for), RUNS times,
 interleaved so that machine noise hits all of them alike; the median is reported.
 
-    .venv/bin/python tools/bench_synth.py [RUNS]
+    .venv/bin/python tools/bench_synth.py [RUNS]                     # print the table
+    .venv/bin/python tools/bench_synth.py [RUNS] --write docs/development.md  # and replace it there
+
+With --write, the table goes between the bench-synth markers of that file, with the date and
+the machine: the docs show this script's output, never typed figures.
 """
 
 from __future__ import annotations
@@ -15,10 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = str(PROJECT / ".venv" / "bin" / "python")
+
+START = "<!-- bench-synth:start (written by tools/bench_synth.py --write; measured: run it again, do not edit) -->"
+END = "<!-- bench-synth:end -->"
+HEADER = ["| command | median (s) | min-max (s) |", "| --- | --- | --- |"]
 
 EMPTY_CDK8S = "import cdk8s; a = cdk8s.App(outdir={out!r}); cdk8s.Chart(a, 'empty'); a.synth()"
 EMPTY_PLUS = "import cdk8s, cdk8s_plus_27; a = cdk8s.App(outdir={out!r}); cdk8s.Chart(a, 'empty'); a.synth()"
@@ -31,7 +40,13 @@ def _time(argv: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 9
+    args = sys.argv[1:]
+    write = None
+    if "--write" in args:
+        i = args.index("--write")
+        write = Path(args[i + 1])
+        del args[i : i + 2]
+    runs = int(args[0]) if args else 9
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
@@ -57,6 +72,24 @@ def main() -> None:
     project = medians["python main.py (default config)"] - framework
     share = 100 * project / framework
     print(f"  {'project share (main.py - empty plus)':38s} {project:6.3f}  ({share:.0f}% of the framework start-up)")
+    if write is not None:
+        sys.path.insert(0, str(PROJECT))
+        from tools.doc_blocks import machine, write_block
+
+        rows = [f"| {name} | {medians[name]:.2f} | {min(v):.2f}-{max(v):.2f} |" for name, v in samples.items()]
+        rows.append(f"| the project's own share (main.py minus the empty chart with cdk8s-plus-27) | {project:.2f} | |")
+        lines = [
+            START,
+            f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}: {runs} runs of each command, "
+            "a fresh process per run, interleaved.",
+            "",
+            *HEADER,
+            *rows,
+            "",
+            f"The project's share is {share:.0f}% of the framework's start-up.",
+            END,
+        ]
+        write_block(write, START, END, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 #                    web -> Redis -> worker -> PostgreSQL
 #   zero-downtime    web and worker are rolled out while a loop requests /_health/ and the
 #                    login page; any error or refused connection fails
-#   backup-restore   a Job from the backup CronJob writes a verified dump, the README's
+#   backup-restore   a Job from the backup CronJob writes a verified dump, the
 #                    restore runbook restores it in place; login and the event survive
 #   network-policies from a pod in another namespace PostgreSQL and Redis are unreachable,
 #                    the web port is reachable
@@ -366,7 +366,7 @@ check_backup_restore() {
   local job dump restore_values="$work/restore-values.yaml" cronjobs=("$release-backup")
   [[ $(value cleanup_enabled) == true ]] && cronjobs+=("$release-cleanup")
 
-  # Backup: a Job from the CronJob, as the README says; a dump's name is logged only
+  # Backup: a Job from the CronJob, as docs/operations.md says; a dump's name is logged only
   # after it was verified (constructs/scripts/postgres-backup.sh).
   job="$release-backup-e2e-$(date -u +%H%M%S)"
   k create job --from="cronjob/$release-backup" "$job" || { detail="cannot create $job"; return 1; }
@@ -376,7 +376,7 @@ check_backup_restore() {
   dump="$(sed -n 's|^backup: wrote .*/\(sentry-[0-9]\{8\}T[0-9]\{6\}Z\) .*|\1|p' "$work/backup.log" | tail -n 1)"
   [[ -n $dump ]] || { detail="no verified dump in the backup log"; return 1; }
 
-  # Restore: the runbook (README, Backup and restore), step by step.
+  # Restore: the runbook (docs/operations.md, Backup and restore), step by step.
   local cj
   for cj in "${cronjobs[@]}"; do
     k patch cronjob "$cj" -p '{"spec":{"suspend":true}}' || { detail="cannot suspend $cj"; return 1; }

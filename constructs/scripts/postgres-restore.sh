@@ -1,7 +1,7 @@
 # Restore a backup written by postgres-backup.sh into the running PostgreSQL server:
 # the Sentry database it holds (dropped and re-created), the roles (when the backup
-# has them and they may be restored) and, on request, the filestore. See the README's
-# restore runbook: Sentry must be scaled to 0 first, and this script refuses to run
+# has them and they may be restored) and, on request, the filestore. See the restore
+# runbook in docs/operations.md: Sentry must be scaled to 0 first, and this script refuses to run
 # while other clients are connected.
 #
 # 1. choose: RESTORE_FILE is "latest" (the newest backup by its UTC time stamp) or a
