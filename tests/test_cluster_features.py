@@ -200,7 +200,11 @@ def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(tmp_path: Path)
         # The disruption budget stays meaningful at any count from 2 up.
         assert dist.get("PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1
     web_hpa = dist.get("HorizontalPodAutoscaler", "sentry-web")
-    assert web_hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    # CPU, the resource the pods request and release: Sentry's memory only grows, so an
+    # autoscaler on memory would never scale down.
+    (metric,) = web_hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}
     assert "sentry-cron" not in {o["metadata"]["name"] for o in dist.of_kind("HorizontalPodAutoscaler")}
 
 
