@@ -958,6 +958,17 @@ def test_restore_fails_when_psql_dies_while_restoring_the_roles(
     assert target.psql("SELECT count(*) FROM pg_database WHERE datname = 'sentry'") == "0", "nothing restored after"
 
 
+def test_restore_stops_when_pg_restore_fails(dist: Dist, good_backup: Path, target: PostgresServer) -> None:
+    # Without the roles (RESTORE_ROLES no) on a server that lacks them, pg_restore
+    # cannot give a table to its owner: the restore must stop there and say so, not
+    # carry on to the filestore and the checks as if the database were complete.
+    result = restore_script(dist, target, good_backup, RESTORE_ROLES="no").run(target.path())
+    assert result.returncode != 0
+    assert 'role "writer" does not exist' in result.stderr
+    assert "restore: FAILED: pg_restore exited 1; the server may be partly restored" in result.stderr
+    assert "checked:" not in result.stdout and "done in" not in result.stdout
+
+
 def test_a_filestore_restore_needs_a_backup_with_a_filestore(
     dist: Dist, source: PostgresServer, tmp_path: Path, target: PostgresServer
 ) -> None:
