@@ -11,8 +11,8 @@ Each mutant replaces one exact snippet of one file. It is applied alone to a pri
 copy of the project (never the working tree), and the suite runs there with the
 snapshot test left out (it would catch any change, which says nothing about the
 other tests) and `-x`, so a killed mutant stops at its first failing test. The test files
-that exercise the mutated file directly run first (DIRECT_TESTS), then the fast test
-files run first, the ones that start servers or the cdk8s CLI last.
+that exercise the mutated file directly run first (DIRECT_TESTS), then the fast
+ones, and the ones that start servers or the cdk8s CLI last.
 
 A mutant whose snippet is missing, or found more than once, is *stale*: an error, not
 a kill, because the code it meant to break has moved. Exit status 0 only when every
