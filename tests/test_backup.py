@@ -609,6 +609,17 @@ def test_verification_catches_what_pg_dump_wrote_wrong(
     assert visible(backup_dir) == []
 
 
+def test_verification_catches_a_roles_dump_cut_short(dist: Dist, source: PostgresServer, tmp_path: Path) -> None:
+    # pg_dumpall exits 0 but its output stops early: only the completion trailer tells.
+    path = shim(tmp_path, "pg_dumpall", f'"{source.bin_dir}/pg_dumpall" "$@" | head -n 12\n')
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    result = backup_script(dist, source, backup_dir).run(f"{path}:{source.path()}")
+    assert result.returncode != 0
+    assert "lacks pg_dumpall's completion trailer" in result.stderr and "no backup was written" in result.stderr
+    assert visible(backup_dir) == []
+
+
 @pytest.mark.parametrize("status", [1, 2])
 def test_tar_status_decides_between_a_warning_and_a_failed_filestore_archive(
     status: int, dist: Dist, source: PostgresServer, filestore: Path, tmp_path: Path
@@ -800,6 +811,23 @@ def test_a_volume_too_small_even_after_pruning_fails_with_the_space_needed(
     assert tree(volume) == before, "nothing removed, nothing left behind"
 
 
+def test_pruning_never_removes_the_newest_backup_even_with_keep_1(
+    dist: Dist, source: PostgresServer, good_backup: Path, small_volume: Callable[[int], Path]
+) -> None:
+    # keep 1 and no room for a second backup: removing the only one first would leave
+    # nothing if this dump then failed, so the run fails instead and keeps it.
+    (good,) = backups(good_backup)
+    size = backup_bytes(good_backup / good)
+    volume = small_volume(int(size * 1.6) + 2**20)
+    shutil.copytree(good_backup / good, volume / "sentry-20240101T030000Z")
+    assert shutil.disk_usage(volume).free < size
+    before = tree(volume)
+    result = backup_script(dist, source, volume, BACKUP_KEEP="1").run(source.path())
+    assert result.returncode != 0
+    assert "grow the backup volume or lower keep" in result.stderr
+    assert tree(volume) == before, "the only backup stays, nothing left behind"
+
+
 def test_a_volume_that_fills_up_during_the_dump_leaves_nothing_behind(
     dist: Dist, source: PostgresServer, good_backup: Path, small_volume: Callable[[int], Path]
 ) -> None:
@@ -911,6 +939,34 @@ def test_restore_fails_on_an_error_it_does_not_expect(dist: Dist, good_backup: P
     assert result.returncode != 0
     assert "unexpected errors" in result.stderr and "restoring the roles failed" in result.stderr
     assert 'role "app_group" is a member of role "writer"' in result.stderr
+
+
+def test_restore_fails_when_psql_dies_while_restoring_the_roles(
+    dist: Dist, good_backup: Path, target: PostgresServer, tmp_path: Path
+) -> None:
+    # psql killed (e.g. OOM) before it replayed the roles: it prints no error, only its
+    # exit status tells. The roles exist here, so the rest of the restore would succeed.
+    target.psql("CREATE ROLE writer; CREATE ROLE reader")
+    path = shim(
+        tmp_path,
+        "psql",
+        f'for a; do [[ $a == */roles.sql ]] && kill -KILL $$; done\nexec "{target.bin_dir}/psql" "$@"\n',
+    )
+    result = restore_script(dist, target, good_backup).run(f"{path}:{target.path()}")
+    assert result.returncode != 0
+    assert "restoring the roles failed (psql exited 137)" in result.stderr
+    assert target.psql("SELECT count(*) FROM pg_database WHERE datname = 'sentry'") == "0", "nothing restored after"
+
+
+def test_restore_stops_when_pg_restore_fails(dist: Dist, good_backup: Path, target: PostgresServer) -> None:
+    # Without the roles (RESTORE_ROLES no) on a server that lacks them, pg_restore
+    # cannot give a table to its owner: the restore must stop there and say so, not
+    # carry on to the filestore and the checks as if the database were complete.
+    result = restore_script(dist, target, good_backup, RESTORE_ROLES="no").run(target.path())
+    assert result.returncode != 0
+    assert 'role "writer" does not exist' in result.stderr
+    assert "restore: FAILED: pg_restore exited 1; the server may be partly restored" in result.stderr
+    assert "checked:" not in result.stdout and "done in" not in result.stdout
 
 
 def test_a_filestore_restore_needs_a_backup_with_a_filestore(

@@ -119,6 +119,38 @@ def test_metrics_go_to_the_exporter_that_prometheus_scrapes(tmp_path: Path) -> N
     )
 
 
+def test_every_statsd_sender_reaches_the_exporter_through_the_policies(tmp_path: Path) -> None:
+    # Each pod whose environment names the exporter (Sentry's pods, and the backup for
+    # its last-success gauge) may send to it on UDP, by its own egress and by the
+    # exporter's ingress; nothing else reaches the statsd port.
+    from tests.test_security import STRANGER, _pod, connects, pods
+
+    dist = _synth(tmp_path, METRICS)
+    policies = dist.of_kind("NetworkPolicy")
+    service = dist.get("Service", "sentry-metrics")
+    statsd = next(p for p in service["spec"]["ports"] if p["name"] == "statsd")
+    port = statsd.get("targetPort", statsd["port"])
+    (exporter,) = [
+        _pod(meta["labels"])
+        for obj, meta, _ in pods(dist)
+        if obj["kind"] == "Deployment" and service["spec"]["selector"].items() <= meta["labels"].items()
+    ]
+    senders = set()
+    for obj, meta, spec in pods(dist):
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            env = _env(container)
+            for prefix in ("SENTRY", "BACKUP"):
+                if f"{prefix}_STATSD_HOST" not in env:
+                    continue
+                assert env[f"{prefix}_STATSD_HOST"]["value"] == service["metadata"]["name"]
+                assert env[f"{prefix}_STATSD_PORT"]["value"] == str(statsd["port"])
+                sender = _pod(meta["labels"])
+                assert connects(policies, sender, exporter, port, "UDP"), obj["metadata"]["name"]
+                senders.add(meta["labels"]["app.kubernetes.io/component"])
+    assert senders == {"web", "worker", "cron", "migrations", "cleanup", "backup"}
+    assert not connects(policies, STRANGER, exporter, port, "UDP")
+
+
 def test_metrics_are_off_by_default_and_count_in_the_capacity_when_on(default_dist: Dist, tmp_path: Path) -> None:
     from app.capacity import stack_requests
 
@@ -200,7 +232,11 @@ def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(tmp_path: Path)
         # The disruption budget stays meaningful at any count from 2 up.
         assert dist.get("PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1
     web_hpa = dist.get("HorizontalPodAutoscaler", "sentry-web")
-    assert web_hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    # CPU, the resource the pods request and release: Sentry's memory only grows, so an
+    # autoscaler on memory would never scale down.
+    (metric,) = web_hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}
     assert "sentry-cron" not in {o["metadata"]["name"] for o in dist.of_kind("HorizontalPodAutoscaler")}
 
 

@@ -14,6 +14,7 @@ dist/) and names the procedure.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from app.apply_rules import apply_conflicts
-from tests.conftest import synth
+from tests.conftest import Dist, synth
 from tests.variants import BASES, Leaf, Variant, all_outcomes, leaves, synth_objects, with_leaf
 
 # Leaves that cannot reach the YAML by design, with the reason.
@@ -172,3 +173,36 @@ def test_the_refusal_can_be_overridden_after_following_the_procedure(tmp_path: P
             ["--config", str(tmp_path / "values.yaml"), "--outdir", str(out), "--quiet", "--allow-apply-conflicts"]
         )
     assert code == 0
+
+
+# Fields the API server freezes once the object exists (kubernetes
+# pkg/apis/{apps,batch}/validation), and fields it lets `kubectl apply` change.
+FROZEN_FIELDS = [
+    ("Job", "completions", 2),
+    ("Job", "selector", {"matchLabels": {"other": "pods"}}),
+    ("StatefulSet", "serviceName", "another-service"),
+    ("StatefulSet", "podManagementPolicy", "Parallel"),
+    ("StatefulSet", "selector", {"matchLabels": {"other": "pods"}}),
+    ("Deployment", "selector", {"matchLabels": {"other": "pods"}}),
+]
+MUTABLE_FIELDS = [
+    ("StatefulSet", "replicas", 3),
+    ("StatefulSet", "minReadySeconds", 10),
+    ("Deployment", "replicas", 5),
+    ("Deployment", "minReadySeconds", 10),
+]
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), FROZEN_FIELDS + MUTABLE_FIELDS)
+def test_the_apply_rules_know_which_fields_the_api_server_freezes(
+    default_dist: Dist, kind: str, field: str, value: object
+) -> None:
+    old = default_dist.of_kind(kind)[0]
+    new = copy.deepcopy(old)
+    new["spec"][field] = value
+    assert new != old
+    fields = [c.field for c in apply_conflicts([old], [new])]
+    if (kind, field, value) in FROZEN_FIELDS:
+        assert fields == [f"spec.{field}"], f"{kind} spec.{field} is frozen"
+    else:
+        assert fields == [], f"{kind} spec.{field} may change"

@@ -124,3 +124,22 @@ def test_wait_for_migrations_tolerates_a_database_that_is_not_up_yet(
         assert time.monotonic() - started < 30
     finally:
         proc.kill()
+
+
+def test_wait_for_migrations_gives_up_after_its_timeout(default_dist: Dist, server: PostgresServer) -> None:
+    # Up, but the Job never marks this image's migrations (it failed, or was never
+    # applied): the pod must fail visibly once its time limit has passed, not wait forever.
+    server.start()
+    server.psql("CREATE DATABASE sentry")
+    wait = _web_init(default_dist, "wait-for-migrations")
+    env = manifest_env(
+        wait,
+        PGHOST="127.0.0.1",
+        PGPORT=str(server.port),
+        PATH=server.path(),
+        WAIT_INTERVAL_SECONDS="1",
+        WAIT_TIMEOUT_SECONDS="2",
+    )
+    result = subprocess.run(wait["command"], env=env, capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 1
+    assert "gave up: no completed migrations for sentry:9.1.2 after 2s" in result.stderr

@@ -10,8 +10,9 @@
 Each mutant replaces one exact snippet of one file. It is applied alone to a private
 copy of the project (never the working tree), and the suite runs there with the
 snapshot test left out (it would catch any change, which says nothing about the
-other tests) and `-x`, so a killed mutant stops at its first failing test. Fast test
-files run first, the ones that start servers or the cdk8s CLI last.
+other tests) and `-x`, so a killed mutant stops at its first failing test. The test files
+that exercise the mutated file directly run first (DIRECT_TESTS), then the fast
+ones, and the ones that start servers or the cdk8s CLI last.
 
 A mutant whose snippet is missing, or found more than once, is *stale*: an error, not
 a kill, because the code it meant to break has moved. Exit status 0 only when every
@@ -45,6 +46,32 @@ LINKED = [".venv", ".venv-checkov", "tools/node_modules"]
 # start PostgreSQL servers, wait on purpose, or run the cdk8s CLI.
 FAST_FIRST = ["test_wiring.py", "test_sentry_tier.py", "test_security.py", "test_foundation.py"]
 SLOW_LAST = ["test_migration_script.py", "test_wait_scripts.py", "test_cli_synth.py", "test_backup.py"]
+# The files that exercise a mutated file directly (scripts run for real, rules applied)
+# run before everything else for its mutants: the whole suite still runs when they pass,
+# but a mutant they kill does not wait minutes for the slow files to come round.
+DIRECT_TESTS = {
+    "constructs/scripts/postgres-backup.sh": ["test_backup.py"],
+    "constructs/scripts/postgres-restore.sh": ["test_backup.py"],
+    "constructs/scripts/postgres-backup-offsite.sh": ["test_backup.py"],
+    "constructs/scripts/wait-for-postgres.sh": ["test_wait_scripts.py"],
+    "constructs/scripts/wait-for-migrations.sh": ["test_wait_scripts.py"],
+    "constructs/scripts/mark-migrated.sh": ["test_wait_scripts.py", "test_migration_script.py"],
+    "constructs/scripts/admin-bootstrap-check.sh": ["test_migration_script.py"],
+    "constructs/scripts/sentry-migrate.sh": ["test_migration_script.py"],
+    "constructs/scripts/wait-for-redis.sh": ["test_redis_scripts.py"],
+    "constructs/scripts/redis-server.sh": ["test_redis_scripts.py"],
+    "app/apply_rules.py": ["test_day2.py"],
+    "app/capacity.py": ["test_sentry_tier.py", "test_cluster_features.py"],
+    "constructs/endpoints.py": ["test_external.py"],
+    "constructs/sentry_stack.py": ["test_external.py", "test_cluster_features.py"],
+    "constructs/sentry_runtime.py": ["test_wiring.py", "test_external.py"],
+    "constructs/postgres_with_backup.py": ["test_wiring.py", "test_external.py"],
+    "constructs/network_policies.py": ["test_security.py", "test_cluster_features.py", "test_external.py"],
+    "constructs/placement.py": ["test_cluster_features.py"],
+    "constructs/workload.py": ["test_wiring.py", "test_cluster_features.py"],
+    "constructs/redis_broker.py": ["test_wiring.py", "test_redis_scripts.py"],
+    "constructs/sentry_migrations.py": ["test_sentry_tier.py", "test_migration_script.py"],
+}
 SNAPSHOT_TEST = "test_snapshot.py"
 TIMEOUT_SECONDS = 900
 
@@ -130,11 +157,12 @@ def copy_project(target: Path) -> Path:
     return target
 
 
-def test_files(root: Path) -> list[str]:
+def test_files(root: Path, mutated: str = "") -> list[str]:
     files = sorted(p.name for p in (root / "tests").glob("test_*.py") if p.name != SNAPSHOT_TEST)
-    first = [f for f in FAST_FIRST if f in files]
-    middle = [f for f in files if f not in FAST_FIRST and f not in SLOW_LAST]
-    last = [f for f in SLOW_LAST if f in files]
+    direct = [f for f in DIRECT_TESTS.get(mutated, []) if f in files]
+    first = direct + [f for f in FAST_FIRST if f in files and f not in direct]
+    middle = [f for f in files if f not in first and f not in SLOW_LAST]
+    last = [f for f in SLOW_LAST if f in files and f not in first]
     return [f"tests/{f}" for f in first + middle + last]
 
 
@@ -161,7 +189,7 @@ def run_one(mutant: Mutant, root: Path, basetemp: Path, tests: list[str] | None 
             "-p",
             "no:cacheprovider",
             f"--basetemp={basetemp}",
-            *(tests or test_files(root)),
+            *(tests or test_files(root, mutant.file)),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_K8S_")}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
