@@ -90,6 +90,9 @@ class SentryStack:
         secret = kplus.Secret.from_secret_name(chart, "secret-ref", names.secret_name)
 
         pg_cfg, redis_cfg = config.postgres, config.redis
+        # SentryRuntime below creates this claim (filesystem filestore); the backups archive it.
+        # With a bucket, backing the files up is the bucket's job.
+        files_claim = names.sentry("filestore").name if config.sentry.filestore.backend == "filesystem" else None
         # Where metrics go, when on: the statsd exporter made below.
         statsd = (names.sentry("metrics").name, STATSD_PORT) if config.sentry.metrics.enabled else None
         self.postgres: PostgresEndpoint
@@ -128,11 +131,7 @@ class SentryStack:
                     pods=pg_cfg.pods.over(config.pods),
                     backup_pods=config.pods,
                     service_account=account,
-                    # SentryRuntime below creates this claim (filesystem filestore); the backup
-                    # archives it. With a bucket, backing the files up is the bucket's job.
-                    filestore_claim=(
-                        names.sentry("filestore").name if config.sentry.filestore.backend == "filesystem" else None
-                    ),
+                    filestore_claim=files_claim,
                     backup_statsd=statsd,
                 ),
             )
@@ -246,7 +245,6 @@ class SentryStack:
             )
 
         backup = config.postgres.backup
-        files_claim = names.sentry("filestore").name if sentry.filestore.backend == "filesystem" else None
         # In the cluster, PostgresWithBackup made its own; an external server gets one here.
         self.backup: PostgresBackup | None = (
             self.postgres.backup if isinstance(self.postgres, PostgresWithBackup) else None
