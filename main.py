@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     import cdk8s
 
     from app.summary import summary
-    from constructs.config import ConfigurationConflict
+    from constructs.props import ConfigurationConflict
     from constructs.sentry_stack import SentryStack
 
     outdir.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import cdk8s_plus_27 as kplus
 
@@ -38,8 +38,11 @@ class NetworkTarget:
     ingress policy too), or addresses outside the cluster."""
 
     port: int
+    """The server's TCP port."""
     pods: Component | None = None
+    """The server's pods, when it runs in this namespace. Default: none (outside the cluster)."""
     cidrs: tuple[str, ...] = ()
+    """The server's addresses, when it runs outside the cluster. Default: none."""
 
 
 @runtime_checkable
@@ -93,39 +96,71 @@ def host_cidrs(host: str, cidrs: Sequence[str]) -> tuple[str, ...]:
 class CaCertificate:
     """A CA certificate kept in a Secret or a ConfigMap of the namespace."""
 
-    key: str
+    key: str = "ca.crt"
+    """Key of the certificate (PEM). Default: ca.crt."""
     secret: str | None = None
+    """The Secret holding it; give this or `config_map`. Default: none."""
     config_map: str | None = None
+    """The ConfigMap holding it; give this or `secret`. Default: none."""
+
+    def __post_init__(self) -> None:
+        if (self.secret is None) == (self.config_map is None):
+            raise ValueError("CaCertificate: give exactly one of secret or config_map")
+
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+@dataclass(frozen=True)
+class ExternalPostgresProps:
+    """Props of ExternalPostgres."""
+
+    host: str
+    """Host name or IP address of the server."""
+    secret: kplus.ISecret
+    """Secret holding `postgres-password`, the password of `user`."""
+    client_image: str
+    """Image of the clients (waits, migrations' marker, backups): its major version must be
+    at least the server's, or pg_dump refuses to dump it."""
+    port: int = 5432
+    """Port of the server. Default: 5432."""
+    database: str = "sentry"
+    """Sentry's database. Default: sentry."""
+    user: str = "sentry"
+    """The role Sentry connects as, the database's owner. Default: sentry."""
+    sslmode: SslMode = "verify-full"
+    """libpq sslmode of every client. Default: verify-full, which needs `ca`."""
+    ca: CaCertificate | None = None
+    """The server's CA certificate, for verify-ca and verify-full. Default: none."""
+    cidrs: Sequence[str] = ()
+    """The server's addresses, for the NetworkPolicies' egress (an IP `host` adds its own).
+    Default: none."""
+    can_dump_roles: bool = False
+    """Whether `user` may read every role (pg_dumpall --globals-only): a managed server's
+    owner role may not. Default: false, so backups hold the Sentry database only."""
+
+    def __post_init__(self) -> None:
+        if self.sslmode in ("verify-ca", "verify-full") and self.ca is None:
+            raise ValueError(
+                f"ExternalPostgresProps: sslmode {self.sslmode} needs ca (the server's CA certificate); "
+                "or choose sslmode require (encrypted, server not verified)"
+            )
 
 
 class ExternalPostgres(Construct):
     """A PostgreSQL server outside the cluster. It emits nothing: it only tells clients
     how to reach it (libpq variables, TLS settings, the CA certificate's mount)."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        host: str,
-        port: int,
-        database: str,
-        user: str,
-        secret: kplus.ISecret,
-        client_image: str,
-        sslmode: str = "require",
-        ca: CaCertificate | None = None,
-        cidrs: Sequence[str] = (),
-        can_dump_roles: bool = False,
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, props: ExternalPostgresProps) -> None:
         super().__init__(scope, id)
-        self.host, self.port, self.database, self.user = host, port, database, user
-        self.client_image = client_image
-        self.can_dump_roles = can_dump_roles
-        self.secret = secret
-        self.sslmode = sslmode
-        self.ca = ca
-        self.network = NetworkTarget(port=port, cidrs=host_cidrs(host, cidrs))
+        self.props = props
+        self.host, self.port, self.database, self.user = props.host, props.port, props.database, props.user
+        self.client_image = props.client_image
+        self.can_dump_roles = props.can_dump_roles
+        self.secret = props.secret
+        self.sslmode = props.sslmode
+        self.ca = props.ca
+        self.network = NetworkTarget(port=props.port, cidrs=host_cidrs(props.host, props.cidrs))
         # One CA volume per pod (scope), however many of its containers mount it.
         self._mounts: dict[int, tuple[Construct, list[kplus.VolumeMount]]] = {}
 
@@ -161,27 +196,36 @@ class ExternalPostgres(Construct):
         return [kplus.VolumeMount(path=POSTGRES_CA_MOUNT, volume=volume, read_only=True)]
 
 
+@dataclass(frozen=True)
+class ExternalRedisProps:
+    """Props of ExternalRedis."""
+
+    host: str
+    """Host name or IP address of the server."""
+    secret: kplus.ISecret
+    """Secret holding `redis-password`."""
+    port: int = 6379
+    """Port of the server. Default: 6379."""
+    db: int = 0
+    """Database number Sentry uses. Default: 0."""
+    client_image: str = "redis:6.2.14-alpine"
+    """Image with redis-cli, for the waits. Default: redis:6.2.14-alpine."""
+    cidrs: Sequence[str] = ()
+    """The server's addresses, for the NetworkPolicies' egress (an IP `host` adds its own).
+    Default: none."""
+
+
 class ExternalRedis(Construct):
     """A Redis server outside the cluster; emits nothing. Sentry 9.1.2 cannot use TLS to
     Redis (see docs/cluster.md), so the connection is plain TCP with the password."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        host: str,
-        port: int,
-        db: int,
-        secret: kplus.ISecret,
-        client_image: str,
-        cidrs: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, props: ExternalRedisProps) -> None:
         super().__init__(scope, id)
-        self.host, self.port, self.db = host, port, db
-        self.client_image = client_image
-        self.secret = secret
-        self.network = NetworkTarget(port=port, cidrs=host_cidrs(host, cidrs))
+        self.props = props
+        self.host, self.port, self.db = props.host, props.port, props.db
+        self.client_image = props.client_image
+        self.secret = props.secret
+        self.network = NetworkTarget(port=props.port, cidrs=host_cidrs(props.host, props.cidrs))
 
     def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
         return {

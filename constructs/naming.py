@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from constructs.config import StackConfig, image_tag
-
 PART_OF = "sentry"
 MANAGED_BY = "cdk8s"
 
@@ -22,9 +20,13 @@ class Component:
     """One part of the stack: what it is called and how it is labelled."""
 
     release: str
+    """The instance: prefix of the names, app.kubernetes.io/instance."""
     app: str
+    """What runs (sentry, postgresql, redis): app.kubernetes.io/name."""
     component: str
+    """The part (web, worker, ...): the names' suffix, app.kubernetes.io/component."""
     version: str
+    """The image's tag: app.kubernetes.io/version (never in a selector)."""
 
     @property
     def name(self) -> str:
@@ -48,43 +50,8 @@ class Component:
         }
 
 
-@dataclass(frozen=True)
-class StackNames:
-    """The components of one stack, named from its configuration."""
-
-    config: StackConfig
-
-    def _make(self, app: str, component: str, image: str) -> Component:
-        return Component(self.config.release, app, component, image_tag(image))
-
-    @property
-    def postgres(self) -> Component:
-        return self._make("postgresql", "postgresql", self.config.postgres.image)
-
-    @property
-    def backup(self) -> Component:
-        return self._make("postgresql", "backup", self.config.postgres.image)
-
-    @property
-    def restore(self) -> Component:
-        return self._make("postgresql", "restore", self.config.postgres.image)
-
-    @property
-    def redis(self) -> Component:
-        return self._make("redis", "redis", self.config.redis.image)
-
-    def sentry(self, component: str) -> Component:
-        return self._make("sentry", component, self.config.sentry.effective_image)
-
-    @property
-    def secrets(self) -> Component:
-        return Component(self.config.release, "sentry", "secrets", image_tag(self.config.sentry.effective_image))
-
-    @property
-    def namespace(self) -> Component:
-        return Component(self.config.release, "sentry", "namespace", image_tag(self.config.sentry.effective_image))
-
-    @property
-    def secret_name(self) -> str:
-        """The Secret every workload reads: ours, or the user's `existing_secret`."""
-        return self.config.secrets.existing_secret or f"{self.config.release}-secrets"
+def image_tag(image: str) -> str:
+    """The tag of an image reference ("latest" when none), used as app.kubernetes.io/version."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"

@@ -23,32 +23,34 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from constructs import Construct
-from constructs.config import NetworkConfig
 from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
 from imports import k8s
+
+# Private, shared (CGNAT) and link-local IPv4 ranges: pod, service and node networks
+# live here, and so do cloud metadata endpoints (169.254.169.254).
+PRIVATE_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
 
 
 @dataclass(frozen=True)
 class NetworkPoliciesProps:
     """Props of NetworkPolicies."""
 
-    config: NetworkConfig
-    """DNS peers and egress CIDRs and ports (defaults: see NetworkConfig)."""
     stack: Component
     """Names and labels of the namespace-wide policies (default deny, DNS)."""
     web: Component
     """The web pods: reachable from anywhere on `web_port`."""
     web_port: int
+    """The web pods' HTTP port."""
     sentry: Sequence[Component]
     """Every Sentry pod (web, worker, cron, migrations, cleanup): clients of PostgreSQL and Redis."""
     internet: Sequence[Component]
-    """The Sentry pods that may also reach `config.sentry_egress_cidrs` (web, worker, cron)."""
+    """The Sentry pods that may also reach `sentry_egress_cidrs` (web, worker, cron)."""
     internet_ports: Sequence[int]
-    """TCP ports for that egress: `config.sentry_egress_ports` plus the SMTP port if mail is on."""
+    """TCP ports for that egress (443, and the SMTP port if mail is on)."""
     postgres: NetworkTarget
     """Where PostgreSQL is: its pods here (which then accept only the clients), or its addresses."""
     redis: NetworkTarget
@@ -60,11 +62,26 @@ class NetworkPoliciesProps:
     offsite_port: int = 443
     """TCP port of the S3 endpoint. Default: 443."""
     metrics: Component | None = None
-    """The statsd exporter, if metrics are on: Sentry pods send to it, Prometheus scrapes it."""
+    """The statsd exporter, if metrics are on: Sentry pods send to it, Prometheus scrapes it.
+    Default: none."""
     metrics_ports: tuple[int, int] = (9125, 9102)
-    """Its statsd (UDP) and metrics (TCP) ports."""
+    """Its statsd (UDP) and metrics (TCP) ports. Default: 9125 and 9102, the exporter's own."""
     metrics_senders: Sequence[Component] = ()
     """Pods besides Sentry's that send statsd metrics (the backup). Default: none."""
+    dns_namespace: str | None = "kube-system"
+    """Namespace of the cluster DNS pods every pod may query on port 53. Default: kube-system;
+    None allows port 53 to any address (e.g. NodeLocal DNSCache)."""
+    dns_pod_labels: Mapping[str, str] = field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    """Labels of the cluster DNS pods. Default: k8s-app=kube-dns (CoreDNS keeps the label)."""
+    sentry_egress_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    """Where the `internet` pods may connect on `internet_ports` (GitHub/GitLab login,
+    integrations, mail). Default: anywhere but `egress_except_cidrs`; () for nowhere."""
+    offsite_egress_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    """Where the `offsite` pods may connect on `offsite_port`. Default: anywhere but
+    `egress_except_cidrs`."""
+    egress_except_cidrs: Sequence[str] = PRIVATE_CIDRS
+    """Carved out of every egress CIDR above that contains them. Default: the private,
+    shared and link-local IPv4 ranges (pod, service and node networks, cloud metadata)."""
 
 
 def _peer(component: Component) -> k8s.NetworkPolicyPeer:
@@ -104,18 +121,17 @@ class NetworkPolicies(Construct):
     def __init__(self, scope: Construct, id: str, props: NetworkPoliciesProps) -> None:
         super().__init__(scope, id)
         self.props = props
-        cfg = props.config
         stack = props.stack
         self._policy("default-deny", f"{stack.release}-default-deny", stack, {})
         dns_ports = [k8s.NetworkPolicyPort(protocol=p, port=k8s.IntOrString.from_number(53)) for p in ("UDP", "TCP")]
         dns_peers = None
-        if cfg.dns_namespace is not None:
+        if props.dns_namespace is not None:
             dns_peers = [
                 k8s.NetworkPolicyPeer(
                     namespace_selector=k8s.LabelSelector(
-                        match_labels={"kubernetes.io/metadata.name": cfg.dns_namespace}
+                        match_labels={"kubernetes.io/metadata.name": props.dns_namespace}
                     ),
-                    pod_selector=k8s.LabelSelector(match_labels=dict(cfg.dns_pod_labels)),
+                    pod_selector=k8s.LabelSelector(match_labels=dict(props.dns_pod_labels)),
                 )
             ]
         self._policy(
@@ -129,10 +145,10 @@ class NetworkPolicies(Construct):
         to_postgres = _egress_to(props.postgres)
         to_databases = [to_postgres, _egress_to(props.redis)]
         internet = []
-        if cfg.sentry_egress_cidrs and props.internet_ports:
+        if props.sentry_egress_cidrs and props.internet_ports:
             internet = [
                 k8s.NetworkPolicyEgressRule(
-                    to=_ip_blocks(cfg.sentry_egress_cidrs, cfg.egress_except_cidrs),
+                    to=_ip_blocks(props.sentry_egress_cidrs, props.egress_except_cidrs),
                     ports=[_tcp(p) for p in sorted(set(props.internet_ports))],
                 )
             ]
@@ -189,10 +205,10 @@ class NetworkPolicies(Construct):
             egress = [to_postgres]
             if comp in props.metrics_senders:
                 egress += to_metrics
-            if comp == props.offsite and cfg.offsite_egress_cidrs:
+            if comp == props.offsite and props.offsite_egress_cidrs:
                 egress.append(
                     k8s.NetworkPolicyEgressRule(
-                        to=_ip_blocks(cfg.offsite_egress_cidrs, cfg.egress_except_cidrs),
+                        to=_ip_blocks(props.offsite_egress_cidrs, props.egress_except_cidrs),
                         ports=[_tcp(props.offsite_port)],
                     )
                 )

@@ -1,4 +1,4 @@
-"""Pod settings (constructs/config.py PodSettings) applied to a workload's pod template.
+"""Pod settings (constructs/props.py PodSettings) applied to a workload's pod template.
 
 cdk8s-plus models scheduling with its own objects; the settings here are given as plain
 pod-spec fields by the user, so they are set with JSON patches on the synthesized pod
@@ -13,9 +13,9 @@ from typing import Any
 import cdk8s
 import cdk8s_plus_27 as kplus
 
-from constructs.config import PodSettings
 from constructs.naming import Component
 from constructs.pod_security import pod_spec_path
+from constructs.props import PodSettings
 
 SOFT_SPREAD_KEYS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
 

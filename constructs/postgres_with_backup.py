@@ -1,28 +1,30 @@
 """PostgreSQL for Sentry, a CronJob that dumps it to its own volume, and an on-demand restore.
 
-- PostgresWithBackup: the StatefulSet and Service; with `backup.enabled`, the backup
-  volume and a CronJob running constructs/scripts/postgres-backup.sh (verified,
-  parallel directory-format dumps of the Sentry database, the roles and the
-  filestore; retention), and with `backup.offsite.enabled` a second step copying
-  each new backup to S3.
+- PostgresWithBackup: the StatefulSet and Service, and (unless its `backup` prop is None)
+  a PostgresBackup of it.
+- PostgresBackup: for any PostgresEndpoint, the backup volume and a CronJob running
+  constructs/scripts/postgres-backup.sh (verified, parallel directory-format dumps of
+  the Sentry database, the roles and the filestore; retention), and with an `offsite`
+  copy a second step copying each new backup to S3.
 - PostgresRestore: a Job running constructs/scripts/postgres-restore.sh, which
   replaces the Sentry database (and optionally the filestore) with a backup from the
   backup volume. SentryStack puts it in its own chart (dist/90-restore.k8s.yaml) and
-  only when `backup.restore.enabled`.
+  only when the values ask for it (`postgres.backup.restore.enabled`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import BackupConfig, PodSettings, PostgresConfig, RestoreConfig
 from constructs.endpoints import NetworkTarget, PostgresEndpoint
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
+from constructs.props import PodSettings, PullPolicy, Resources, Storage, resources
 from constructs.secret_keys import POSTGRES_PASSWORD, S3_SECRET_ACCESS_KEY
 from constructs.workload import (
     bash_command,
@@ -36,6 +38,7 @@ from constructs.workload import (
     plain_env,
     pod_metadata,
     pod_security,
+    pull_policy,
     seconds,
     secret_env,
     select,
@@ -63,6 +66,65 @@ BACKUP_LOCK_WAIT_SECONDS = 3600
 
 
 @dataclass(frozen=True)
+class OffsiteCopy:
+    """A copy of each verified backup in S3-compatible storage, made by the backup Job itself
+    once the backup is complete; the secret key is `s3-secret-access-key` in the Secret."""
+
+    bucket: str
+    """Bucket name."""
+    access_key_id: str
+    """Access key id (not secret)."""
+    image: str = "amazon/aws-cli:2.15.30"
+    """Image with the aws CLI. Default: amazon/aws-cli:2.15.30."""
+    prefix: str = "sentry-postgres/"
+    """Key prefix inside the bucket: empty, or ending in '/'. Default: sentry-postgres/."""
+    endpoint_url: str = ""
+    """S3 endpoint of a non-AWS store (MinIO, Ceph). Default: empty, AWS."""
+    region: str = "us-east-1"
+    """Bucket region. Default: us-east-1."""
+    resources: Resources = resources("50m", "128Mi", "500m", "512Mi")
+    """Requests and limits of the upload. Default: 50m / 128Mi requested, 500m / 512Mi at most."""
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    """What, when and how a PostgresBackup backs up."""
+
+    schedule: str = "0 3 * * *"
+    """Cron schedule, UTC. Default: 03:00 every day."""
+    keep: int = 7
+    """How many verified backups to keep (the newest N). Default: 7."""
+    # zlib 2 costs about what 1 does on Sentry's (already compressed) event payloads and
+    # packs them a little tighter: as small as gzip -1 of a plain dump (tools/bench_backup.py).
+    compression_level: int = 2
+    """zlib level of the per-table files and the filestore archive. Default: 2."""
+    jobs: int = 2
+    """Parallel pg_dump workers (one table is dumped by one worker). Default: 2."""
+    roles: Literal["auto", "yes", "no"] = "auto"
+    """Back up the roles too (pg_dumpall --globals-only). Default: auto, when the endpoint's
+    user may read them (a superuser)."""
+    filestore: bool = True
+    """Archive the Sentry filestore claim (PostgresBackupProps.filestore_claim) with each
+    backup, mounted read-only. Default: true."""
+    starting_deadline_seconds: int = 3600
+    """How late a missed run may still start. Default: 3600 (cdk8s-plus's 10 s would silently
+    skip a run whenever the controller is a little late)."""
+    active_deadline_seconds: int = 3 * 3600
+    """Kill a run that takes longer. Default: 3 hours."""
+    backoff_limit: int = 2
+    """Retries of a failed run. Default: 2."""
+    storage: Storage = Storage(size="8Gi")
+    """The backup volume. Default: 8Gi, the cluster's default storage class."""
+    # Compression is the backup's bottleneck (tools/bench_backup.py): a limit of 2 CPUs lets
+    # both dump workers compress at once. A limit only caps; the small request keeps the
+    # backup's CPU weight low whenever Sentry needs the CPU.
+    resources: Resources = resources("50m", "64Mi", "2", "256Mi")
+    """Requests and limits of the dump. Default: 50m / 64Mi requested, 2 CPUs / 256Mi at most."""
+    offsite: OffsiteCopy | None = None
+    """A copy of each backup in S3-compatible storage. Default: none."""
+
+
+@dataclass(frozen=True)
 class PostgresWithBackupProps:
     """Props of PostgresWithBackup."""
 
@@ -72,19 +134,32 @@ class PostgresWithBackupProps:
     """Names and labels of the backup CronJob and its volume."""
     secret: kplus.ISecret
     """Secret holding `postgres-password`."""
-    config: PostgresConfig = field(default_factory=PostgresConfig)
-    """Image, database, storage, resources and backup settings (defaults: see PostgresConfig)."""
-    image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
-    """Pull policy; default IfNotPresent."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    image: str = "postgres:9.6.24"
+    """PostgreSQL image (its uid 999 is the pod's). Default: postgres:9.6.24; Sentry 9.1 was
+    tested on 9.5 and 9.6."""
+    database: str = "sentry"
+    """Name of Sentry's database. Default: sentry."""
+    user: str = "sentry"
+    """The database's owner, and the server's superuser (the image's POSTGRES_USER). Default: sentry."""
+    storage: Storage = Storage(size="8Gi")
+    """The data volume (a claim of its own, so it can grow). Default: 8Gi, the cluster's
+    default storage class."""
+    resources: Resources = resources("100m", "256Mi", "500m", "512Mi")
+    """Requests and limits of the server. Default: 100m / 256Mi requested, 500m / 512Mi at most."""
+    backup: BackupOptions | None = BackupOptions()
+    """The backup CronJob (a PostgresBackup). Default: a verified backup every day at 03:00
+    UTC, the newest 7 kept; None: no backup."""
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    """Pull policy. Default: IfNotPresent."""
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata of the database pod. Default: none."""
-    backup_pods: PodSettings = field(default_factory=PodSettings)
+    backup_pods: PodSettings = PodSettings()
     """Placement and pod metadata of the backup pods. Default: none."""
     service_account: str | None = None
     """ServiceAccount of the pods. Default: the namespace's default (no token either way)."""
     filestore_claim: str | None = None
     """The Sentry filestore's PersistentVolumeClaim, archived with each backup when
-    `backup.filestore` is on; None: there is none to back up."""
+    `backup.filestore` is on. Default: none, nothing to archive."""
     backup_statsd: tuple[str, int] | None = None
     """Where the backup reports its newest backup's time and size. Default: nowhere."""
 
@@ -100,13 +175,12 @@ class PostgresWithBackup(Construct):
         super().__init__(scope, id)
         self.props = props
         comp = props.component
-        cfg = props.config
         self.host = comp.name
         self.port = POSTGRES_PORT
-        self.image = cfg.image
-        self.client_image = cfg.image
-        self.user = cfg.user
-        self.database = cfg.database
+        self.image = props.image
+        self.client_image = props.image
+        self.user = props.user
+        self.database = props.database
         # The image's POSTGRES_USER is the server's superuser: it may dump every role.
         self.can_dump_roles = True
         self.network = NetworkTarget(port=POSTGRES_PORT, pods=comp)
@@ -115,7 +189,7 @@ class PostgresWithBackup(Construct):
         )
         self.statefulset = self._statefulset()
         self.backup: PostgresBackup | None = None
-        if cfg.backup.enabled:
+        if props.backup is not None:
             self.backup = PostgresBackup(
                 self,
                 "backup",
@@ -123,7 +197,7 @@ class PostgresWithBackup(Construct):
                     postgres=self,
                     component=props.backup_component,
                     secret=props.secret,
-                    config=cfg.backup,
+                    options=props.backup,
                     image_pull_policy=props.image_pull_policy,
                     filestore_claim=props.filestore_claim,
                     pods=props.backup_pods,
@@ -152,7 +226,7 @@ class PostgresWithBackup(Construct):
         return []
 
     def _statefulset(self) -> kplus.StatefulSet:
-        comp, cfg = self.props.component, self.props.config
+        comp, cfg = self.props.component, self.props
         ready = ["/bin/sh", "-c", f'pg_isready -h 127.0.0.1 -p {POSTGRES_PORT} -U "$POSTGRES_USER" -d "$POSTGRES_DB"']
         self.data_claim = claim(self, "data-claim", statefulset_claim_name(comp), comp, cfg.storage)
         data = claim_volume(self, "data", self.data_claim.name, "data")
@@ -172,7 +246,7 @@ class PostgresWithBackup(Construct):
                 kplus.ContainerProps(
                     name="postgresql",
                     image=cfg.image,
-                    image_pull_policy=self.props.image_pull_policy,
+                    image_pull_policy=pull_policy(self.props.image_pull_policy),
                     port_number=POSTGRES_PORT,
                     env_variables={
                         **plain_env({"POSTGRES_USER": cfg.user, "POSTGRES_DB": cfg.database, "PGDATA": PGDATA}),
@@ -211,14 +285,15 @@ class PostgresBackupProps:
     """Names and labels of the CronJob and its volume."""
     secret: kplus.ISecret
     """Secret holding `postgres-password` (and `s3-secret-access-key` for the offsite copy)."""
-    config: BackupConfig = field(default_factory=BackupConfig)
-    """Schedule, retention, volume, resources, offsite copy (defaults: see BackupConfig)."""
-    image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
+    options: BackupOptions = BackupOptions()
+    """Schedule, retention, volume, resources, offsite copy. Default: a verified backup every
+    day at 03:00 UTC, the newest 7 kept (BackupOptions())."""
+    image_pull_policy: PullPolicy = "IfNotPresent"
     """Pull policy. Default: IfNotPresent."""
     filestore_claim: str | None = None
-    """The Sentry filestore's claim, archived with each backup (with `config.filestore`).
+    """The Sentry filestore's claim, archived with each backup (with `options.filestore`).
     Default: none (a bucket's files are the bucket's to keep)."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
     service_account: str | None = None
     """ServiceAccount of the pods. Default: the namespace's default (no token either way)."""
@@ -236,7 +311,7 @@ class PostgresBackup(Construct):
         super().__init__(scope, id)
         self.props = props
         comp = props.component
-        self.claim = claim(self, "backup-claim", comp.name, comp, props.config.storage)
+        self.claim = claim(self, "backup-claim", comp.name, comp, props.options.storage)
         self.cronjob = self._cronjob()
         harden(self.cronjob, props.service_account)
         apply_pod_settings(self.cronjob, props.pods, comp)
@@ -247,7 +322,7 @@ class PostgresBackup(Construct):
         return self.props.component.name
 
     def _cronjob(self) -> kplus.CronJob:
-        comp, backup, postgres = self.props.component, self.props.config, self.props.postgres
+        comp, backup, postgres = self.props.component, self.props.options, self.props.postgres
         offsite = backup.offsite
         claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", self.claim.name)
         backups = kplus.Volume.from_persistent_volume_claim(self, "backups", claim, name="backups")
@@ -270,7 +345,7 @@ class PostgresBackup(Construct):
         dump = kplus.ContainerProps(
             name="backup",
             image=postgres.client_image,
-            image_pull_policy=self.props.image_pull_policy,
+            image_pull_policy=pull_policy(self.props.image_pull_policy),
             command=bash_command("postgres-backup"),
             env_variables={
                 # PGDATABASE is the Sentry database: the backup dumps it, not the cluster.
@@ -301,7 +376,7 @@ class PostgresBackup(Construct):
         )
         # With an offsite copy the dump runs first, as the init container, and the upload
         # only starts once the dump is complete and verified; the Job fails if either does.
-        steps = [dump, self._offsite_container(backups)] if offsite.enabled else [dump]
+        steps = [dump, self._offsite_container(offsite, backups)] if offsite is not None else [dump]
         return kplus.CronJob(
             self,
             "backup",
@@ -326,12 +401,11 @@ class PostgresBackup(Construct):
             containers=steps[-1:],
         )
 
-    def _offsite_container(self, backups: kplus.Volume) -> kplus.ContainerProps:
-        offsite = self.props.config.offsite
+    def _offsite_container(self, offsite: OffsiteCopy, backups: kplus.Volume) -> kplus.ContainerProps:
         return kplus.ContainerProps(
             name="offsite",
             image=offsite.image,
-            image_pull_policy=self.props.image_pull_policy,
+            image_pull_policy=pull_policy(self.props.image_pull_policy),
             command=bash_command("postgres-backup-offsite"),
             env_variables={
                 **plain_env(
@@ -371,12 +445,29 @@ class PostgresRestoreProps:
     """Names and labels of the restore Job."""
     secret: kplus.ISecret
     """Secret holding `postgres-password` (as seen from the restore's chart)."""
-    config: RestoreConfig = field(default_factory=RestoreConfig)
-    """Which backup, waits, workers, roles and filestore (defaults: see RestoreConfig)."""
+    file: str = "latest"
+    """The backup to restore: 'latest' (the newest on the backup volume) or a backup's name,
+    e.g. sentry-20240101T030000Z. Default: latest."""
+    jobs: int = 2
+    """Parallel pg_restore workers. Default: 2."""
+    roles: Literal["auto", "yes", "no"] = "auto"
+    """Restore the backup's roles. Default: auto, when the backup has them and the endpoint's
+    user may create them (a superuser)."""
+    filestore: bool = False
+    """Also replace the filestore's contents with the backup's archive (`filestore_claim`,
+    mounted read-write). Default: false."""
+    wait_for_clients_seconds: int = 300
+    """How long the Job waits for other database sessions to end before it refuses to
+    restore. Default: 300."""
+    active_deadline_seconds: int = 6 * 3600
+    """Kill a restore that takes longer. Default: 6 hours."""
+    # Two CPUs for pg_restore's two workers (tools/bench_backup.py); Sentry is stopped meanwhile.
+    resources: Resources = resources("100m", "64Mi", "2", "256Mi")
+    """Requests and limits. Default: 100m / 64Mi requested, 2 CPUs / 256Mi at most."""
     filestore_claim: str | None = None
-    """The Sentry filestore's claim, restored with `config.filestore`. Default: none (a
+    """The Sentry filestore's claim, restored with `filestore`. Default: none (a
     bucket's files are the bucket's to keep), and the filestore is left alone."""
-    image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
+    image_pull_policy: PullPolicy = "IfNotPresent"
     """Pull policy. Default: IfNotPresent."""
     service_account: str | None = None
     """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
@@ -385,7 +476,7 @@ class PostgresRestoreProps:
 class PostgresRestore(Construct):
     """A Job that restores a backup from the backup volume into the running server.
 
-    It replaces the Sentry database (and the roles and filestore, see RestoreConfig), so it is synthesized only on
+    It replaces the Sentry database (and the roles and filestore, see its props), so it is synthesized only on
     demand, into a chart of its own; see the restore runbook in docs/operations.md. The Job never
     retries (a failed restore wants a person), has no TTL (a finished Job stays, so
     re-applying the same manifest does not restore again), mounts the backups
@@ -394,7 +485,8 @@ class PostgresRestore(Construct):
 
     def __init__(self, scope: Construct, id: str, props: PostgresRestoreProps) -> None:
         super().__init__(scope, id)
-        postgres, comp, restore = props.postgres, props.component, props.config
+        self.props = props
+        postgres, comp, restore = props.postgres, props.component, props
         claim = kplus.PersistentVolumeClaim.from_claim_name(self, "backup-claim-ref", props.backup_claim)
         mounts = [
             kplus.VolumeMount(
@@ -427,7 +519,7 @@ class PostgresRestore(Construct):
                 kplus.ContainerProps(
                     name="restore",
                     image=postgres.client_image,
-                    image_pull_policy=props.image_pull_policy,
+                    image_pull_policy=pull_policy(props.image_pull_policy),
                     command=bash_command("postgres-restore"),
                     env_variables={
                         **postgres.client_env(database=MAINTENANCE_DB, secret=props.secret),

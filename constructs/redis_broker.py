@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import PodSettings, RedisConfig
 from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
+from constructs.props import PodSettings, PullPolicy, Resources, Storage, resources
 from constructs.quantities import parse_memory
 from constructs.secret_keys import REDIS_PASSWORD
 from constructs.workload import (
@@ -24,6 +24,7 @@ from constructs.workload import (
     plain_env,
     pod_metadata,
     pod_security,
+    pull_policy,
     secret_env,
     select,
     service_for,
@@ -55,11 +56,17 @@ class RedisBrokerProps:
     """Names and labels of the Redis objects."""
     secret: kplus.ISecret
     """Secret holding `redis-password`."""
-    config: RedisConfig = field(default_factory=RedisConfig)
-    """Image, storage and resources (defaults: see RedisConfig)."""
-    image_pull_policy: kplus.ImagePullPolicy = kplus.ImagePullPolicy.IF_NOT_PRESENT
-    """Pull policy; default IfNotPresent so minikube can use a preloaded image."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    image: str = "redis:6.2.14-alpine"
+    """Redis image. Default: redis:6.2.14-alpine (its uid/gid 999/1000 are the pod's)."""
+    storage: Storage = Storage(size="1Gi")
+    """The AOF volume (a claim of its own, so it can grow). Default: 1Gi, the cluster's default
+    storage class."""
+    resources: Resources = resources("50m", "64Mi", "250m", "256Mi")
+    """Requests and limits; Redis's maxmemory is half the memory limit. Default: 50m / 64Mi
+    requested, 250m / 256Mi at most."""
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    """Pull policy. Default: IfNotPresent, so minikube can use a preloaded image."""
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
     service_account: str | None = None
     """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
@@ -74,21 +81,21 @@ class RedisBroker(Construct):
 
     def __init__(self, scope: Construct, id: str, props: RedisBrokerProps) -> None:
         super().__init__(scope, id)
+        self.props = props
         comp = props.component
-        cfg = props.config
         self.service = service_for(
             self, comp, [kplus.ServicePort(name="redis", port=REDIS_PORT, target_port=REDIS_PORT)]
         )
         self.host = comp.name
         self.port = REDIS_PORT
-        self.image = cfg.image
-        self.client_image = cfg.image
+        self.image = props.image
+        self.client_image = props.image
         self.db = 0
         self.secret = props.secret
         self.network = NetworkTarget(port=REDIS_PORT, pods=comp)
-        self.maxmemory = int(parse_memory(cfg.resources.limits.memory) * MAXMEMORY_SHARE_OF_LIMIT)
+        self.maxmemory = int(parse_memory(props.resources.limits.memory) * MAXMEMORY_SHARE_OF_LIMIT)
 
-        self.data_claim = claim(self, "data-claim", statefulset_claim_name(comp), comp, cfg.storage)
+        self.data_claim = claim(self, "data-claim", statefulset_claim_name(comp), comp, props.storage)
         data = claim_volume(self, "data", self.data_claim.name, "data")
         ping = ["/bin/sh", "-c", f"redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping | grep -q PONG"]
         self.statefulset = kplus.StatefulSet(
@@ -104,8 +111,8 @@ class RedisBroker(Construct):
             containers=[
                 kplus.ContainerProps(
                     name="redis",
-                    image=cfg.image,
-                    image_pull_policy=props.image_pull_policy,
+                    image=props.image,
+                    image_pull_policy=pull_policy(props.image_pull_policy),
                     command=shell_command("redis-server"),
                     port_number=REDIS_PORT,
                     env_variables={
@@ -117,7 +124,7 @@ class RedisBroker(Construct):
                         "REDIS_MAXMEMORY": kplus.EnvValue.from_value(str(self.maxmemory)),
                         "REDIS_MAXMEMORY_POLICY": kplus.EnvValue.from_value(MAXMEMORY_POLICY),
                     },
-                    resources=container_resources(cfg.resources),
+                    resources=container_resources(props.resources),
                     security_context=container_security(REDIS_UID, REDIS_GID),
                     startup=command_probe(ping, period=2, failures=60, timeout=3),
                     readiness=command_probe(ping, period=5, failures=3, timeout=3),

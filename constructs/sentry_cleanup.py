@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import CleanupConfig, PodSettings
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
+from constructs.props import PodSettings, Resources, resources
+from constructs.sentry_migrations import MigrationGate
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import cron, seconds
 
@@ -23,9 +24,16 @@ class SentryCleanupProps:
     """Names and labels of the CronJob."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
-    config: CleanupConfig = field(default_factory=CleanupConfig)
-    """Retention days, schedule and resources (defaults: see CleanupConfig)."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    migrations: MigrationGate
+    """The migrations a run waits for (SentryMigrations): cleanup queries the migrated schema."""
+    days: int = 90
+    """Delete events (and their files) older than this many days. Default: 90."""
+    schedule: str = "0 4 * * *"
+    """Cron schedule, UTC (five fields, or a macro such as @daily). Default: 04:00 every day,
+    an hour after the backup."""
+    resources: Resources = resources("50m", "150Mi", "500m", "1Gi")
+    """Requests and limits of a run. Default: 50m / 150Mi requested, 500m / 1Gi at most."""
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
 
 
@@ -34,12 +42,13 @@ class SentryCleanup(Construct):
 
     def __init__(self, scope: Construct, id: str, props: SentryCleanupProps) -> None:
         super().__init__(scope, id)
-        cfg, comp, rt = props.config, props.component, props.runtime
+        self.props = props
+        comp, rt = props.component, props.runtime
         self.cronjob = kplus.CronJob(
             self,
             "cronjob",
-            **rt.pod_props(self, comp),
-            schedule=cron(cfg.schedule),
+            **rt.pod_props(self, comp, [rt.wait_for_postgres(self), props.migrations.wait_container(self)]),
+            schedule=cron(props.schedule),
             time_zone="Etc/UTC",
             concurrency_policy=kplus.ConcurrencyPolicy.FORBID,
             starting_deadline=seconds(3600),
@@ -50,7 +59,11 @@ class SentryCleanup(Construct):
             restart_policy=kplus.RestartPolicy.NEVER,
             containers=[
                 rt.container(
-                    self, "cleanup", ["sentry", "cleanup", "--days", str(cfg.days)], cfg.resources, working_dir="/tmp"
+                    self,
+                    "cleanup",
+                    ["sentry", "cleanup", "--days", str(props.days)],
+                    props.resources,
+                    working_dir="/tmp",
                 )
             ],
         )

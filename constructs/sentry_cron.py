@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import CronConfig, PodSettings
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
+from constructs.props import PodSettings, Resources, resources
+from constructs.sentry_migrations import MigrationGate
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import select
 
@@ -23,9 +24,13 @@ class SentryCronProps:
     """Names and labels of the cron objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
-    config: CronConfig = field(default_factory=CronConfig)
-    """Resources (defaults: see CronConfig)."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    migrations: MigrationGate
+    """The migrations the pod waits for (SentryMigrations) before it starts."""
+    # 50m: the seed measured 2m in use; with 100m the upgrade peak would not fit a minikube
+    # that runs Calico (docs/operations.md: Capacity).
+    resources: Resources = resources("50m", "150Mi", "250m", "250Mi")
+    """Requests and limits of the scheduler. Default: 50m / 150Mi requested, 250m / 250Mi at most."""
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
 
 
@@ -40,17 +45,18 @@ class SentryCron(Construct):
 
     def __init__(self, scope: Construct, id: str, props: SentryCronProps) -> None:
         super().__init__(scope, id)
-        cfg, comp, rt = props.config, props.component, props.runtime
+        self.props = props
+        comp, rt = props.component, props.runtime
         self.deployment = kplus.Deployment(
             self,
             "deployment",
-            **rt.pod_props(self, comp),
+            **rt.pod_props(self, comp, [rt.wait_for_postgres(self), props.migrations.wait_container(self)]),
             spread=False,
             replicas=1,
             strategy=kplus.DeploymentStrategy.recreate(),
             containers=[
                 rt.container(
-                    self, "cron", ["sentry", "run", "cron"], cfg.resources, filestore=False, working_dir="/tmp"
+                    self, "cron", ["sentry", "run", "cron"], props.resources, filestore=False, working_dir="/tmp"
                 )
             ],
         )

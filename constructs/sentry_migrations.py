@@ -20,15 +20,16 @@ name, and re-applying an unchanged dist/ leaves the finished Job alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import MigrationsConfig, PodSettings
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
+from constructs.props import PodSettings, Resources, resources
 from constructs.secret_keys import ADMIN_PASSWORD
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import bash_command, name_by_pod_template, plain_env, seconds, secret_env
@@ -36,6 +37,15 @@ from constructs.workload import bash_command, name_by_pod_template, plain_env, s
 # The Job's scratch volume, where admin-bootstrap-check.sh leaves its decision.
 BOOTSTRAP_MOUNT = "/bootstrap"
 ADMIN_PENDING_FILE = f"{BOOTSTRAP_MOUNT}/admin-pending"
+
+
+class MigrationGate(Protocol):
+    """What a Sentry workload waits for before it starts: the database migrated for its image.
+    SentryMigrations is one; a workload names it in its props."""
+
+    def wait_container(self, scope: Construct) -> kplus.ContainerProps:
+        """An init container that returns once the migrations are done."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -46,13 +56,21 @@ class SentryMigrationsProps:
     """Names and labels of the Job (its name gets a suffix: the pod template's hash)."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
-    config: MigrationsConfig = field(default_factory=MigrationsConfig)
-    """Resources, retries and deadline (defaults: see MigrationsConfig)."""
+    # The request is what the scheduler reserves; the limit is what `sentry upgrade` may use
+    # (about 3 GB of memory, and a whole CPU while it runs, which the idle pods leave free).
+    # See docs/operations.md, Capacity, for the arithmetic.
+    resources: Resources = resources("50m", "600Mi", "1", "3200Mi")
+    """Requests and limits of `sentry upgrade`. Default: 50m / 600Mi requested, 1 CPU / 3200Mi
+    at most (the old chart's migrations were OOM-killed below about 3 GB)."""
+    backoff_limit: int = 3
+    """Retries of a failed run. Default: 3."""
+    active_deadline_seconds: int = 3600
+    """Kill a run that takes longer. Default: 3600 (an hour)."""
     admin_email: str = "admin@example.com"
     """Email (login) of the superuser. Default: admin@example.com."""
     create_admin: bool = True
     """Create the superuser on the first successful run. Default: true."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
 
 
@@ -61,7 +79,8 @@ class SentryMigrations(Construct):
 
     def __init__(self, scope: Construct, id: str, props: SentryMigrationsProps) -> None:
         super().__init__(scope, id)
-        cfg, comp, rt = props.config, props.component, props.runtime
+        self.props = props
+        comp, rt = props.component, props.runtime
         bootstrap = kplus.VolumeMount(
             path=BOOTSTRAP_MOUNT, volume=kplus.Volume.from_empty_dir(self, "bootstrap", "bootstrap")
         )
@@ -90,7 +109,7 @@ class SentryMigrations(Construct):
                         self,
                         "migrate",
                         bash_command("sentry-migrate"),
-                        cfg.resources,
+                        props.resources,
                         filestore=False,
                         env=env,
                         extra_mounts=[bootstrap],
@@ -98,8 +117,8 @@ class SentryMigrations(Construct):
                     ),
                 ],
             ),
-            backoff_limit=cfg.backoff_limit,
-            active_deadline=seconds(cfg.active_deadline_seconds),
+            backoff_limit=props.backoff_limit,
+            active_deadline=seconds(props.active_deadline_seconds),
             restart_policy=kplus.RestartPolicy.NEVER,
             containers=[
                 rt.postgres_client(
@@ -115,3 +134,10 @@ class SentryMigrations(Construct):
         apply_pod_settings(self.job, props.pods, comp)
         # Last: the name hashes the Job's final pod template, hardening included.
         self.name = name_by_pod_template(self.job, comp.name)
+
+    def wait_container(self, scope: Construct) -> kplus.ContainerProps:
+        """Init container: block until this Job recorded the image's migrations as done."""
+        rt = self.props.runtime
+        return rt.postgres_client(
+            scope, "wait-for-migrations", "wait-for-migrations", {"SENTRY_MIGRATION_VERSION": rt.migration_version}
+        )

@@ -22,9 +22,19 @@ from typing import Any
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import ConfigurationConflict, Resources, SentryConfig
 from constructs.endpoints import PostgresEndpoint, RedisEndpoint
 from constructs.naming import Component
+from constructs.props import (
+    ConfigurationConflict,
+    GcsFilestore,
+    GithubConfig,
+    GitlabConfig,
+    PullPolicy,
+    Resources,
+    S3Filestore,
+    SmtpConfig,
+    Storage,
+)
 from constructs.secret_keys import (
     FILESTORE_S3_SECRET_ACCESS_KEY,
     GCS_CREDENTIALS,
@@ -88,8 +98,36 @@ class SentryRuntimeProps:
     """The broker and cache (in the cluster or external)."""
     secret: kplus.ISecret
     """The stack Secret (keys: see secrets_store.py)."""
-    config: SentryConfig = field(default_factory=SentryConfig)
-    """Sentry settings (defaults: see SentryConfig)."""
+    image: str = "sentry:9.1.2"
+    """The Sentry image of every pod. Default: the stock sentry:9.1.2, which has neither the
+    GitHub/GitLab login plugins nor the gcs filestore's library (images/sentry-auth has both)."""
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    """Pull policy of every container. Default: IfNotPresent, so minikube can use a preloaded image."""
+    url_prefix: str = ""
+    """Sentry's public URL (system.url-prefix), an origin such as https://sentry.example.com.
+    Default: empty, derived from each request."""
+    single_organization: bool = True
+    """One organization for everyone (Sentry's single-organization mode). Default: true."""
+    allow_registration: bool = False
+    """Show the Register form on the login page, so anyone who reaches it can make an account.
+    Default: false (the admin invites members)."""
+    filestore: Storage | S3Filestore | GcsFilestore = Storage(size="10Gi")
+    """Where Sentry keeps release files, source maps and debug files: a claim of this size
+    (Storage), or a bucket (S3Filestore, GcsFilestore; then no claim is made). Default: a
+    10Gi ReadWriteOnce claim."""
+    smtp: SmtpConfig = SmtpConfig()
+    """Outgoing mail. Default: none (no host), from sentry@localhost."""
+    github: GithubConfig = GithubConfig()
+    """Sign in with GitHub, and the GitHub App integration. Default: neither."""
+    gitlab: GitlabConfig = GitlabConfig()
+    """Sign in with GitLab. Default: off."""
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    """Plain environment variables of every Sentry container (never secrets); a name the
+    construct sets itself is refused. Default: none."""
+    conf_py_extra: str = ""
+    """Python appended to sentry.conf.py, after the project's settings. Default: none."""
+    config_yml_extra: str = ""
+    """Options appended to config.yml, after the project's. Default: none."""
     use_ssl: bool = False
     """Whether Sentry is served over TLS (Ingress with a TLS secret). Default: false."""
     service_account: str | None = None
@@ -108,18 +146,19 @@ class SentryRuntime(Construct):
     def __init__(self, scope: Construct, id: str, props: SentryRuntimeProps) -> None:
         super().__init__(scope, id)
         self.props = props
-        cfg = props.config
-        self.image = cfg.effective_image
-        self.image_pull_policy = pull_policy(cfg.image_pull_policy)
+        self.image = props.image
+        self.image_pull_policy = pull_policy(props.image_pull_policy)
         files = {
             "sentry.conf.py": (SENTRY_FILES_DIR / "sentry.conf.py").read_text(encoding="utf-8"),
             "config.yml": (SENTRY_FILES_DIR / "config.yml").read_text(encoding="utf-8"),
         }
         # The user's own lines come last, so they override the project's settings.
-        if cfg.conf_py_extra.strip():
-            files["sentry.conf.py"] += f"\n# --- sentry.conf_py_extra, from the values file ---\n{cfg.conf_py_extra}"
-        if cfg.config_yml_extra.strip():
-            files["config.yml"] += f"\n# --- sentry.config_yml_extra, from the values file ---\n{cfg.config_yml_extra}"
+        if props.conf_py_extra.strip():
+            files["sentry.conf.py"] += f"\n# --- sentry.conf_py_extra, from the values file ---\n{props.conf_py_extra}"
+        if props.config_yml_extra.strip():
+            files["config.yml"] += (
+                f"\n# --- sentry.config_yml_extra, from the values file ---\n{props.config_yml_extra}"
+            )
         self.config_map = kplus.ConfigMap(
             self,
             "config",
@@ -130,7 +169,7 @@ class SentryRuntime(Construct):
         comp = props.filestore_component
         # With an object store there is nothing to mount: no claim.
         self.filestore_claim = (
-            claim(self, "filestore", comp.name, comp, cfg.filestore) if cfg.filestore.backend == "filesystem" else None
+            claim(self, "filestore", comp.name, comp, props.filestore) if _on_a_claim(props.filestore) else None
         )
 
     @property
@@ -140,7 +179,7 @@ class SentryRuntime(Construct):
 
     def env(self) -> dict[str, kplus.EnvValue]:
         """The environment sentry.conf.py reads. Secrets only as secretKeyRef."""
-        cfg, pg, redis = self.props.config, self.props.postgres, self.props.redis
+        cfg, pg, redis = self.props, self.props.postgres, self.props.redis
         values = {
             "SENTRY_CONF": CONFIG_MOUNT,
             "SENTRY_POSTGRES_HOST": pg.host,
@@ -159,7 +198,7 @@ class SentryRuntime(Construct):
         }
         if cfg.url_prefix:
             values["SENTRY_URL_PREFIX"] = cfg.url_prefix
-        if cfg.filestore.backend == "gcs" and cfg.filestore.gcs.key_file:
+        if isinstance(cfg.filestore, GcsFilestore) and cfg.filestore.key_file:
             values["GOOGLE_APPLICATION_CREDENTIALS"] = f"{GCS_KEY_MOUNT}/{GCS_KEY_FILE}"
         if self.props.statsd is not None:
             values |= {"SENTRY_STATSD_HOST": self.props.statsd[0], "SENTRY_STATSD_PORT": str(self.props.statsd[1])}
@@ -206,7 +245,7 @@ class SentryRuntime(Construct):
         if cfg.gitlab.login_enabled:
             env["GITLAB_APP_SECRET"] = secret_env(secret, GITLAB_APPLICATION_SECRET.key)
         files = cfg.filestore
-        if files.backend == "s3" and files.s3.access_key_id:
+        if isinstance(files, S3Filestore) and files.access_key_id:
             env["SENTRY_S3_SECRET_ACCESS_KEY"] = secret_env(secret, FILESTORE_S3_SECRET_ACCESS_KEY.key)
         clashes = sorted(set(cfg.extra_env) & set(env))
         if clashes:
@@ -216,11 +255,11 @@ class SentryRuntime(Construct):
         return {**env, **plain_env(dict(cfg.extra_env))}
 
     def _filestore_settings(self) -> dict[str, str]:
-        files = self.props.config.filestore
-        if files.backend == "filesystem":
+        files = self.props.filestore
+        if _on_a_claim(files):
             return {"SENTRY_FILESTORE_DIR": FILESTORE_MOUNT}
-        if files.backend == "s3":
-            s3 = files.s3
+        if isinstance(files, S3Filestore):
+            s3 = files
             named = {
                 "SENTRY_S3_BUCKET": s3.bucket,
                 "SENTRY_S3_REGION": s3.region,
@@ -229,7 +268,7 @@ class SentryRuntime(Construct):
                 "SENTRY_S3_ADDRESSING_STYLE": s3.addressing_style if s3.addressing_style != "auto" else "",
             }
             return {k: v for k, v in named.items() if v}
-        gcs = files.gcs
+        gcs = files
         named = {"SENTRY_GCS_BUCKET": gcs.bucket, "SENTRY_GCS_PROJECT_ID": gcs.project_id}
         return {k: v for k, v in named.items() if v}
 
@@ -240,14 +279,12 @@ class SentryRuntime(Construct):
         self,
         scope: Construct,
         component: Component,
-        init_containers: list[kplus.ContainerProps] | None = None,
+        init_containers: list[kplus.ContainerProps],
         name: str | None = None,
     ) -> dict[str, Any]:
         """Props every Sentry workload shares: labels (selected by the caller), the config
         checksum, the non-root pod security context, no service account token, and the
-        init containers (default: wait for PostgreSQL, then for this image's migrations)."""
-        if init_containers is None:
-            init_containers = [self.wait_for_postgres(scope), self.wait_for_migrations(scope)]
+        init containers (the waits for what the workload needs)."""
         return {
             "metadata": metadata(component, name),
             "pod_metadata": pod_metadata(component, self.pod_annotations()),
@@ -297,8 +334,8 @@ class SentryRuntime(Construct):
             kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(scope, "tmp-volume", "tmp")),
             *self.props.postgres.client_mounts(scope),
         ]
-        files = self.props.config.filestore
-        if files.backend == "gcs" and files.gcs.key_file:
+        files = self.props.filestore
+        if isinstance(files, GcsFilestore) and files.key_file:
             key = kplus.Volume.from_secret(
                 scope,
                 "gcs-key-volume",
@@ -330,15 +367,6 @@ class SentryRuntime(Construct):
             security_context=container_security(SENTRY_UID, SENTRY_UID),
         )
 
-    def wait_for_migrations(self, scope: Construct) -> kplus.ContainerProps:
-        """Init container: block until the migration Job recorded this image's migrations."""
-        return self.postgres_client(
-            scope,
-            "wait-for-migrations",
-            "wait-for-migrations",
-            {"SENTRY_MIGRATION_VERSION": self.migration_version},
-        )
-
     def postgres_client(
         self,
         scope: Construct,
@@ -364,3 +392,7 @@ class SentryRuntime(Construct):
 
 def _bool(value: bool) -> str:
     return "true" if value else "false"
+
+
+def _on_a_claim(filestore: Storage | S3Filestore | GcsFilestore) -> bool:
+    return not isinstance(filestore, S3Filestore | GcsFilestore)

@@ -12,21 +12,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import cdk8s
 import cdk8s_plus_27 as kplus
 
-from constructs.config import StackConfig
+from constructs.config import Autoscaling, BackupConfig, FilestoreConfig, StackConfig
 from constructs.endpoints import (
     CaCertificate,
     ExternalPostgres,
+    ExternalPostgresProps,
     ExternalRedis,
+    ExternalRedisProps,
     PostgresEndpoint,
     RedisEndpoint,
 )
 from constructs.namespace import SentryNamespace
-from constructs.naming import StackNames
+from constructs.naming import Component, image_tag
 from constructs.network_policies import NetworkPolicies, NetworkPoliciesProps
 from constructs.pod_security import (
     POD_SECURITY_LABELS,
@@ -35,6 +38,8 @@ from constructs.pod_security import (
     unhardened,
 )
 from constructs.postgres_with_backup import (
+    BackupOptions,
+    OffsiteCopy,
     PostgresBackup,
     PostgresBackupProps,
     PostgresRestore,
@@ -42,16 +47,59 @@ from constructs.postgres_with_backup import (
     PostgresWithBackup,
     PostgresWithBackupProps,
 )
+from constructs.props import GcsFilestore, S3Filestore, Storage
 from constructs.redis_broker import RedisBroker, RedisBrokerProps
 from constructs.sentry_cleanup import SentryCleanup, SentryCleanupProps
 from constructs.sentry_cron import SentryCron, SentryCronProps
 from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
 from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime, SentryRuntimeProps
-from constructs.sentry_web import SentryWeb, SentryWebProps
+from constructs.sentry_web import SentryWeb, SentryWebProps, WebIngress
 from constructs.sentry_worker import SentryWorker, SentryWorkerProps
 from constructs.stack_secrets import StackSecrets
 from constructs.statsd_exporter import METRICS_PORT, STATSD_PORT, StatsdExporter, StatsdExporterProps
-from constructs.workload import pull_policy
+from constructs.workload import CpuAutoscaling
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """The components of one stack, named from its values (see naming.py)."""
+
+    config: StackConfig
+
+    def _make(self, app: str, component: str, image: str) -> Component:
+        return Component(self.config.release, app, component, image_tag(image))
+
+    @property
+    def postgres(self) -> Component:
+        return self._make("postgresql", "postgresql", self.config.postgres.image)
+
+    @property
+    def backup(self) -> Component:
+        return self._make("postgresql", "backup", self.config.postgres.image)
+
+    @property
+    def restore(self) -> Component:
+        return self._make("postgresql", "restore", self.config.postgres.image)
+
+    @property
+    def redis(self) -> Component:
+        return self._make("redis", "redis", self.config.redis.image)
+
+    def sentry(self, component: str) -> Component:
+        return self._make("sentry", component, self.config.sentry.effective_image)
+
+    @property
+    def secrets(self) -> Component:
+        return Component(self.config.release, "sentry", "secrets", image_tag(self.config.sentry.effective_image))
+
+    @property
+    def namespace(self) -> Component:
+        return Component(self.config.release, "sentry", "namespace", image_tag(self.config.sentry.effective_image))
+
+    @property
+    def secret_name(self) -> str:
+        """The Secret every workload reads: ours, or the user's `existing_secret`."""
+        return self.config.secrets.existing_secret or f"{self.config.release}-secrets"
 
 
 class SentryStack:
@@ -89,45 +137,51 @@ class SentryStack:
         # With existing_secret nothing is emitted above: workloads reference the user's Secret by name.
         secret = kplus.Secret.from_secret_name(chart, "secret-ref", names.secret_name)
 
-        pg_cfg, redis_cfg = config.postgres, config.redis
+        pg_cfg, redis_cfg, sentry = config.postgres, config.redis, config.sentry
+        pull = sentry.image_pull_policy
         # SentryRuntime below creates this claim (filesystem filestore); the backups archive it.
         # With a bucket, backing the files up is the bucket's job.
-        files_claim = names.sentry("filestore").name if config.sentry.filestore.backend == "filesystem" else None
+        files_claim = names.sentry("filestore").name if sentry.filestore.backend == "filesystem" else None
         # Where metrics go, when on: the statsd exporter made below.
-        statsd = (names.sentry("metrics").name, STATSD_PORT) if config.sentry.metrics.enabled else None
+        statsd = (names.sentry("metrics").name, STATSD_PORT) if sentry.metrics.enabled else None
+        backup = pg_cfg.backup
         self.postgres: PostgresEndpoint
         self.redis: RedisEndpoint
         if pg_cfg.external.host:
             ext = pg_cfg.external
-            ca = (
-                CaCertificate(key=ext.ca.key, secret=ext.ca.secret, config_map=ext.ca.config_map)
-                if ext.ca is not None
-                else None
-            )
             self.postgres = ExternalPostgres(
                 chart,
                 "postgres",
-                host=ext.host,
-                port=ext.port,
-                database=pg_cfg.database,
-                user=pg_cfg.user,
-                secret=secret,
-                client_image=pg_cfg.image,
-                sslmode=ext.sslmode,
-                ca=ca,
-                cidrs=ext.cidrs,
-                can_dump_roles=ext.superuser,
+                ExternalPostgresProps(
+                    host=ext.host,
+                    port=ext.port,
+                    database=pg_cfg.database,
+                    user=pg_cfg.user,
+                    secret=secret,
+                    client_image=pg_cfg.image,
+                    sslmode=ext.sslmode,
+                    ca=CaCertificate(key=ext.ca.key, secret=ext.ca.secret, config_map=ext.ca.config_map)
+                    if ext.ca is not None
+                    else None,
+                    cidrs=tuple(ext.cidrs),
+                    can_dump_roles=ext.superuser,
+                ),
             )
         else:
             self.postgres = PostgresWithBackup(
                 chart,
                 "postgres",
                 PostgresWithBackupProps(
-                    config=pg_cfg,
                     component=names.postgres,
                     backup_component=names.backup,
                     secret=secret,
-                    image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+                    image=pg_cfg.image,
+                    database=pg_cfg.database,
+                    user=pg_cfg.user,
+                    storage=pg_cfg.storage,
+                    resources=pg_cfg.resources,
+                    backup=_backup_options(backup) if backup.enabled else None,
+                    image_pull_policy=pull,
                     pods=pg_cfg.pods.over(config.pods),
                     backup_pods=config.pods,
                     service_account=account,
@@ -140,37 +194,44 @@ class SentryStack:
             self.redis = ExternalRedis(
                 chart,
                 "redis",
-                host=ext_redis.host,
-                port=ext_redis.port,
-                db=ext_redis.db,
-                secret=secret,
-                client_image=redis_cfg.image,
-                cidrs=ext_redis.cidrs,
+                ExternalRedisProps(
+                    host=ext_redis.host,
+                    port=ext_redis.port,
+                    db=ext_redis.db,
+                    secret=secret,
+                    client_image=redis_cfg.image,
+                    cidrs=tuple(ext_redis.cidrs),
+                ),
             )
         else:
             self.redis = RedisBroker(
                 chart,
                 "redis",
                 RedisBrokerProps(
-                    config=redis_cfg,
                     component=names.redis,
                     secret=secret,
-                    image_pull_policy=pull_policy(config.sentry.image_pull_policy),
+                    image=redis_cfg.image,
+                    storage=redis_cfg.storage,
+                    resources=redis_cfg.resources,
+                    image_pull_policy=pull,
                     pods=redis_cfg.pods.over(config.pods),
                     service_account=account,
                 ),
             )
-        sentry = config.sentry
-        ingress = sentry.web.ingress
+        web, worker, ingress, metrics = sentry.web, sentry.worker, sentry.web.ingress, sentry.metrics
         self.metrics: StatsdExporter | None = None
-        if sentry.metrics.enabled:
+        if metrics.enabled:
             self.metrics = StatsdExporter(
                 chart,
                 "metrics",
                 StatsdExporterProps(
                     component=names.sentry("metrics"),
-                    config=sentry.metrics,
-                    image_pull_policy=sentry.image_pull_policy,
+                    image=metrics.image,
+                    resources=metrics.resources,
+                    service_monitor=metrics.service_monitor,
+                    service_monitor_labels=metrics.service_monitor_labels,
+                    scrape_interval_seconds=metrics.scrape_interval_seconds,
+                    image_pull_policy=pull,
                     pods=config.pods,
                     service_account=account,
                 ),
@@ -179,16 +240,27 @@ class SentryStack:
             chart,
             "sentry",
             SentryRuntimeProps(
-                config=sentry,
                 config_component=names.sentry("config"),
                 filestore_component=names.sentry("filestore"),
                 postgres=self.postgres,
                 redis=self.redis,
                 secret=secret,
+                image=sentry.effective_image,
+                image_pull_policy=pull,
+                url_prefix=sentry.url_prefix,
+                single_organization=sentry.single_organization,
+                allow_registration=sentry.allow_registration,
+                filestore=_filestore(sentry.filestore),
+                smtp=sentry.smtp,
+                github=sentry.github,
+                gitlab=sentry.gitlab,
+                extra_env=sentry.extra_env,
+                conf_py_extra=sentry.conf_py_extra,
+                config_yml_extra=sentry.config_yml_extra,
                 use_ssl=ingress.enabled and bool(ingress.tls_secret),
                 # Only when the Ingress is the one way in: a NodePort or LoadBalancer beside it
                 # would let a client set X-Forwarded-Host/-For itself.
-                trusted_proxy=ingress.enabled and sentry.web.service_type == "ClusterIP",
+                trusted_proxy=ingress.enabled and web.service_type == "ClusterIP",
                 statsd=(self.metrics.host, self.metrics.statsd_port) if self.metrics else None,
                 service_account=account,
             ),
@@ -197,9 +269,11 @@ class SentryStack:
             chart,
             "migrations",
             SentryMigrationsProps(
-                config=sentry.migrations,
                 component=names.sentry("migrations"),
                 runtime=self.runtime,
+                resources=sentry.migrations.resources,
+                backoff_limit=sentry.migrations.backoff_limit,
+                active_deadline_seconds=sentry.migrations.active_deadline_seconds,
                 admin_email=sentry.admin_email,
                 create_admin=sentry.create_admin,
                 pods=sentry.migrations.pods.over(config.pods),
@@ -209,42 +283,69 @@ class SentryStack:
             chart,
             "web",
             SentryWebProps(
-                config=sentry.web,
                 component=names.sentry("web"),
                 runtime=self.runtime,
-                pods=sentry.web.pods.over(config.pods),
+                migrations=self.migrations,
+                replicas=web.replicas,
+                resources=web.resources,
+                service_type=web.service_type,
+                node_port=web.node_port,
+                service_annotations=web.service_annotations,
+                ingress=WebIngress(
+                    host=ingress.host,
+                    class_name=ingress.class_name,
+                    tls_secret=ingress.tls_secret,
+                    annotations=ingress.annotations,
+                )
+                if ingress.enabled
+                else None,
+                autoscaling=_autoscaling(web.autoscaling),
+                pods=web.pods.over(config.pods),
             ),
         )
         self.worker = SentryWorker(
             chart,
             "worker",
             SentryWorkerProps(
-                config=sentry.worker,
                 component=names.sentry("worker"),
                 runtime=self.runtime,
-                pods=sentry.worker.pods.over(config.pods),
+                migrations=self.migrations,
+                replicas=worker.replicas,
+                concurrency=worker.concurrency,
+                resources=worker.resources,
+                termination_grace_seconds=worker.termination_grace_seconds,
+                autoscaling=_autoscaling(worker.autoscaling),
+                pods=worker.pods.over(config.pods),
             ),
         )
         self.cron = SentryCron(
             chart,
             "cron",
             SentryCronProps(
-                config=sentry.cron,
                 component=names.sentry("cron"),
                 runtime=self.runtime,
+                migrations=self.migrations,
+                resources=sentry.cron.resources,
                 pods=sentry.cron.pods.over(config.pods),
             ),
         )
+        self.cleanup: SentryCleanup | None = None
         if sentry.cleanup.enabled:
-            SentryCleanup(
+            cleanup = sentry.cleanup
+            self.cleanup = SentryCleanup(
                 chart,
                 "cleanup",
                 SentryCleanupProps(
-                    config=sentry.cleanup, component=names.sentry("cleanup"), runtime=self.runtime, pods=config.pods
+                    component=names.sentry("cleanup"),
+                    runtime=self.runtime,
+                    migrations=self.migrations,
+                    days=cleanup.days,
+                    schedule=cleanup.schedule,
+                    resources=cleanup.resources,
+                    pods=config.pods,
                 ),
             )
 
-        backup = config.postgres.backup
         # In the cluster, PostgresWithBackup made its own; an external server gets one here.
         self.backup: PostgresBackup | None = (
             self.postgres.backup if isinstance(self.postgres, PostgresWithBackup) else None
@@ -257,8 +358,8 @@ class SentryStack:
                     postgres=self.postgres,
                     component=names.backup,
                     secret=secret,
-                    config=backup,
-                    image_pull_policy=pull_policy(sentry.image_pull_policy),
+                    options=_backup_options(backup),
+                    image_pull_policy=pull,
                     filestore_claim=files_claim,
                     pods=config.pods,
                     service_account=account,
@@ -276,11 +377,11 @@ class SentryStack:
             database_clients = [names.backup, names.restore] if self.backup is not None else []
             smtp_ports = [sentry.smtp.port] if sentry.smtp.host else []
             endpoint = urlsplit(backup.offsite.endpoint_url)
+            network = config.network
             NetworkPolicies(
                 chart,
                 "network-policies",
                 NetworkPoliciesProps(
-                    config=config.network,
                     stack=names.sentry("network"),
                     web=names.sentry("web"),
                     web_port=SENTRY_PORT,
@@ -295,12 +396,18 @@ class SentryStack:
                     metrics=names.sentry("metrics") if self.metrics else None,
                     metrics_senders=[names.backup] if self.backup is not None else [],
                     metrics_ports=(STATSD_PORT, METRICS_PORT),
+                    dns_namespace=network.dns_namespace,
+                    dns_pod_labels=network.dns_pod_labels,
+                    sentry_egress_cidrs=tuple(network.sentry_egress_cidrs),
+                    offsite_egress_cidrs=tuple(network.offsite_egress_cidrs),
+                    egress_except_cidrs=tuple(network.egress_except_cidrs),
                 ),
             )
         _check_hardened(chart)
 
         if restore_enabled:
             assert self.backup is not None
+            restore = backup.restore
             restore_chart = cdk8s.Chart(
                 app, "90-restore", namespace=config.namespace, disable_resource_name_hashes=True
             )
@@ -312,13 +419,66 @@ class SentryStack:
                     backup_claim=self.backup.claim_name,
                     component=names.restore,
                     secret=kplus.Secret.from_secret_name(restore_chart, "secret-ref", names.secret_name),
-                    config=backup.restore,
+                    file=restore.file,
+                    jobs=restore.jobs,
+                    roles=restore.roles,
+                    filestore=restore.filestore,
+                    wait_for_clients_seconds=restore.wait_for_clients_seconds,
+                    active_deadline_seconds=restore.active_deadline_seconds,
+                    resources=restore.resources,
                     filestore_claim=files_claim,
-                    image_pull_policy=pull_policy(sentry.image_pull_policy),
+                    image_pull_policy=pull,
                     service_account=account,
                 ),
             )
             _check_hardened(restore_chart)
+
+
+def _autoscaling(values: Autoscaling) -> CpuAutoscaling | None:
+    if not values.enabled:
+        return None
+    return CpuAutoscaling(
+        min_replicas=values.min_replicas,
+        max_replicas=values.max_replicas,
+        target_cpu_percent=values.target_cpu_percent,
+    )
+
+
+def _filestore(values: FilestoreConfig) -> Storage | S3Filestore | GcsFilestore:
+    """The values' backend, and the settings of that backend only."""
+    if values.backend == "s3":
+        return values.s3
+    if values.backend == "gcs":
+        return values.gcs
+    return Storage(size=values.size, storage_class=values.storage_class, access_mode=values.access_mode)
+
+
+def _backup_options(values: BackupConfig) -> BackupOptions:
+    offsite = values.offsite
+    return BackupOptions(
+        schedule=values.schedule,
+        keep=values.keep,
+        compression_level=values.compression_level,
+        jobs=values.jobs,
+        roles=values.roles,
+        filestore=values.filestore,
+        starting_deadline_seconds=values.starting_deadline_seconds,
+        active_deadline_seconds=values.active_deadline_seconds,
+        backoff_limit=values.backoff_limit,
+        storage=values.storage,
+        resources=values.resources,
+        offsite=OffsiteCopy(
+            bucket=offsite.bucket,
+            access_key_id=offsite.access_key_id,
+            image=offsite.image,
+            prefix=offsite.prefix,
+            endpoint_url=offsite.endpoint_url,
+            region=offsite.region,
+            resources=offsite.resources,
+        )
+        if offsite.enabled
+        else None,
+    )
 
 
 def _check_hardened(chart: cdk8s.Chart) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import PodSettings, WebConfig
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
+from constructs.props import PodSettings, Resources, resources
+from constructs.sentry_migrations import MigrationGate
 from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime
 from constructs.workload import (
+    CpuAutoscaling,
     autoscale,
     disruption_budget,
     seconds,
@@ -26,6 +30,20 @@ HEALTH_PATH = "/_health/"
 
 
 @dataclass(frozen=True)
+class WebIngress:
+    """An Ingress in front of the web Service."""
+
+    host: str
+    """The host name it serves (a leading '*.' is allowed)."""
+    class_name: str | None = None
+    """IngressClass. Default: the cluster's default class."""
+    tls_secret: str | None = None
+    """Secret with the host's TLS certificate. Default: none, plain HTTP."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    """Annotations of the Ingress (e.g. for cert-manager). Default: none."""
+
+
+@dataclass(frozen=True)
 class SentryWebProps:
     """Props of SentryWeb."""
 
@@ -33,9 +51,25 @@ class SentryWebProps:
     """Names and labels of the web objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
-    config: WebConfig = field(default_factory=WebConfig)
-    """Replicas, resources, Service type and nodePort, Ingress (defaults: see WebConfig)."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    migrations: MigrationGate
+    """The migrations the pods wait for (SentryMigrations) before they start."""
+    replicas: int = 2
+    """Pods serving the UI. Default: 2, so a rollout or a node drain keeps one serving."""
+    resources: Resources = resources("100m", "400Mi", "600m", "3Gi")
+    """Requests and limits of the web container. Default: 100m / 400Mi requested, 600m / 3Gi
+    at most (Sentry's uWSGI workers grow on large events)."""
+    service_type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = "NodePort"
+    """Type of the web Service. Default: NodePort, reachable on every node (minikube)."""
+    node_port: int | None = 30000
+    """The Service's nodePort (NodePort and LoadBalancer). Default: 30000; None lets the
+    cluster pick one."""
+    service_annotations: Mapping[str, str] = field(default_factory=dict)
+    """Annotations of the web Service (e.g. a cloud load balancer's). Default: none."""
+    ingress: WebIngress | None = None
+    """An Ingress in front of the Service. Default: none."""
+    autoscaling: CpuAutoscaling | None = None
+    """Scale on CPU with a HorizontalPodAutoscaler instead of a fixed `replicas`. Default: off."""
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
 
 
@@ -50,7 +84,8 @@ class SentryWeb(Construct):
 
     def __init__(self, scope: Construct, id: str, props: SentryWebProps) -> None:
         super().__init__(scope, id)
-        cfg, comp, rt = props.config, props.component, props.runtime
+        self.props = props
+        comp, rt = props.component, props.runtime
 
         def health(failures: int, period: int) -> kplus.Probe:
             return kplus.Probe.from_http_get(
@@ -64,16 +99,16 @@ class SentryWeb(Construct):
         self.deployment = kplus.Deployment(
             self,
             "deployment",
-            **rt.pod_props(self, comp),
+            **rt.pod_props(self, comp, [rt.wait_for_postgres(self), props.migrations.wait_container(self)]),
             spread=False,
-            replicas=cfg.replicas,
+            replicas=props.replicas,
             strategy=zero_downtime_rollout(),
             containers=[
                 rt.container(
                     self,
                     "web",
                     ["sentry", "run", "web"],
-                    cfg.resources,
+                    props.resources,
                     port_number=SENTRY_PORT,
                     startup=health(failures=30, period=10),
                     readiness=health(failures=3, period=10),
@@ -84,28 +119,27 @@ class SentryWeb(Construct):
         select(self.deployment, comp)
         harden(self.deployment, rt.props.service_account)
         apply_pod_settings(self.deployment, props.pods, comp, spread_by_default=True)
-        if cfg.autoscaling.enabled:
-            autoscale(self, self.deployment, comp, cfg.autoscaling)
+        if props.autoscaling is not None:
+            autoscale(self, self.deployment, comp, props.autoscaling)
 
         service_type = {
             "NodePort": kplus.ServiceType.NODE_PORT,
             "ClusterIP": kplus.ServiceType.CLUSTER_IP,
             "LoadBalancer": kplus.ServiceType.LOAD_BALANCER,
-        }[cfg.service_type]
-        node_port = cfg.node_port if cfg.service_type != "ClusterIP" else None
+        }[props.service_type]
+        node_port = props.node_port if props.service_type != "ClusterIP" else None
         self.service = service_for(
             self,
             comp,
             [kplus.ServicePort(name="http", port=SENTRY_PORT, target_port=SENTRY_PORT, node_port=node_port)],
             service_type=service_type,
-            annotations=cfg.service_annotations,
+            annotations=props.service_annotations,
         )
         disruption_budget(self, comp)
-        if cfg.ingress.enabled:
-            self._ingress(cfg, comp)
+        if props.ingress is not None:
+            self._ingress(props.ingress, comp)
 
-    def _ingress(self, cfg: WebConfig, comp: Component) -> None:
-        ingress = cfg.ingress
+    def _ingress(self, ingress: WebIngress, comp: Component) -> None:
         backend = k8s.IngressBackend(
             service=k8s.IngressServiceBackend(name=comp.name, port=k8s.ServiceBackendPort(number=SENTRY_PORT))
         )

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import PodSettings, WorkerConfig
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
+from constructs.props import PodSettings, Resources, resources
+from constructs.sentry_migrations import MigrationGate
 from constructs.sentry_runtime import SentryRuntime
 from constructs.workload import (
+    CpuAutoscaling,
     autoscale,
     disruption_budget,
     seconds,
@@ -29,9 +31,20 @@ class SentryWorkerProps:
     """Names and labels of the worker objects."""
     runtime: SentryRuntime
     """The shared Sentry pod configuration."""
-    config: WorkerConfig = field(default_factory=WorkerConfig)
-    """Replicas, concurrency, resources, grace period (defaults: see WorkerConfig)."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    migrations: MigrationGate
+    """The migrations the pods wait for (SentryMigrations) before they start."""
+    replicas: int = 2
+    """Worker pods. Default: 2, so a rollout or a node drain keeps one processing events."""
+    concurrency: int = 2
+    """Celery processes per pod. Default: 2."""
+    resources: Resources = resources("100m", "150Mi", "300m", "3Gi")
+    """Requests and limits of the worker container. Default: 100m / 150Mi requested, 300m / 3Gi
+    at most (a large event's processing briefly needs much more than an idle worker)."""
+    termination_grace_seconds: int = 300
+    """Time a stopping worker gets to finish its running tasks. Default: 300."""
+    autoscaling: CpuAutoscaling | None = None
+    """Scale on CPU with a HorizontalPodAutoscaler instead of a fixed `replicas`. Default: off."""
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
 
 
@@ -46,24 +59,28 @@ class SentryWorker(Construct):
 
     def __init__(self, scope: Construct, id: str, props: SentryWorkerProps) -> None:
         super().__init__(scope, id)
-        cfg, comp, rt = props.config, props.component, props.runtime
+        self.props = props
+        comp, rt = props.component, props.runtime
         self.deployment = kplus.Deployment(
             self,
             "deployment",
-            **rt.pod_props(self, comp),
+            **rt.pod_props(self, comp, [rt.wait_for_postgres(self), props.migrations.wait_container(self)]),
             spread=False,
-            replicas=cfg.replicas,
+            replicas=props.replicas,
             strategy=zero_downtime_rollout(),
-            termination_grace_period=seconds(cfg.termination_grace_seconds),
+            termination_grace_period=seconds(props.termination_grace_seconds),
             containers=[
                 rt.container(
-                    self, "worker", ["sentry", "run", "worker", "--concurrency", str(cfg.concurrency)], cfg.resources
+                    self,
+                    "worker",
+                    ["sentry", "run", "worker", "--concurrency", str(props.concurrency)],
+                    props.resources,
                 )
             ],
         )
         select(self.deployment, comp)
         harden(self.deployment, rt.props.service_account)
         apply_pod_settings(self.deployment, props.pods, comp, spread_by_default=True)
-        if cfg.autoscaling.enabled:
-            autoscale(self, self.deployment, comp, cfg.autoscaling)
+        if props.autoscaling is not None:
+            autoscale(self, self.deployment, comp, props.autoscaling)
         disruption_budget(self, comp)

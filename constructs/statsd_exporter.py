@@ -10,6 +10,7 @@ Operator, an optional ServiceMonitor selects it (a plain ApiObject: no CRD impor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +18,10 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import MetricsConfig, PodSettings
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
+from constructs.props import PodSettings, PullPolicy, Resources, resources
 from constructs.workload import (
     container_resources,
     container_security,
@@ -46,11 +47,19 @@ class StatsdExporterProps:
 
     component: Component
     """Names and labels of the exporter's objects."""
-    config: MetricsConfig = field(default_factory=MetricsConfig)
-    """Image, resources, ServiceMonitor (defaults: see MetricsConfig)."""
-    image_pull_policy: str = "IfNotPresent"
+    image: str = "prom/statsd-exporter:v0.26.1"
+    """The exporter's image. Default: prom/statsd-exporter:v0.26.1."""
+    resources: Resources = resources("10m", "32Mi", "100m", "128Mi")
+    """Requests and limits. Default: 10m / 32Mi requested, 100m / 128Mi at most."""
+    service_monitor: bool = False
+    """Also make a ServiceMonitor (needs the Prometheus Operator's CRDs). Default: false."""
+    service_monitor_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels your Prometheus selects ServiceMonitors by (e.g. release). Default: none."""
+    scrape_interval_seconds: int = 30
+    """The ServiceMonitor's scrape interval. Default: 30."""
+    image_pull_policy: PullPolicy = "IfNotPresent"
     """Pull policy. Default: IfNotPresent."""
-    pods: PodSettings = field(default_factory=PodSettings)
+    pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
     service_account: str | None = None
     """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
@@ -62,7 +71,8 @@ class StatsdExporter(Construct):
 
     def __init__(self, scope: Construct, id: str, props: StatsdExporterProps) -> None:
         super().__init__(scope, id)
-        comp, cfg = props.component, props.config
+        self.props = props
+        comp = props.component
         self.host = comp.name
         self.statsd_port = STATSD_PORT
         self.metrics_port = METRICS_PORT
@@ -82,7 +92,7 @@ class StatsdExporter(Construct):
             containers=[
                 kplus.ContainerProps(
                     name="statsd-exporter",
-                    image=cfg.image,
+                    image=props.image,
                     image_pull_policy=pull_policy(props.image_pull_policy),
                     args=[
                         f"--statsd.listen-udp=:{STATSD_PORT}",
@@ -95,7 +105,7 @@ class StatsdExporter(Construct):
                         kplus.ContainerPort(number=STATSD_PORT, protocol=kplus.Protocol.UDP, name="statsd"),
                         kplus.ContainerPort(number=METRICS_PORT, name="metrics"),
                     ],
-                    resources=container_resources(cfg.resources),
+                    resources=container_resources(props.resources),
                     security_context=container_security(EXPORTER_UID, EXPORTER_UID),
                     startup=kplus.Probe.from_http_get(
                         metrics_path, port=METRICS_PORT, period_seconds=seconds(2), failure_threshold=30
@@ -126,20 +136,22 @@ class StatsdExporter(Construct):
                 "prometheus.io/path": metrics_path,
             },
         )
-        if cfg.service_monitor:
+        if props.service_monitor:
             cdk8s.ApiObject(
                 self,
                 "service-monitor",
                 api_version="monitoring.coreos.com/v1",
                 kind="ServiceMonitor",
-                metadata=cdk8s.ApiObjectMetadata(name=comp.name, labels={**comp.labels, **cfg.service_monitor_labels}),
+                metadata=cdk8s.ApiObjectMetadata(
+                    name=comp.name, labels={**comp.labels, **props.service_monitor_labels}
+                ),
             ).add_json_patch(
                 cdk8s.JsonPatch.add(
                     "/spec",
                     {
                         "selector": {"matchLabels": comp.selector_labels},
                         "endpoints": [
-                            {"port": "metrics", "path": metrics_path, "interval": f"{cfg.scrape_interval_seconds}s"}
+                            {"port": "metrics", "path": metrics_path, "interval": f"{props.scrape_interval_seconds}s"}
                         ],
                     },
                 )

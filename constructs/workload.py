@@ -16,14 +16,15 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cdk8s
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.config import Autoscaling, Resources, Storage
 from constructs.naming import Component
+from constructs.props import Resources, Storage
 from constructs.quantities import parse_cpu, parse_memory
 from imports import k8s
 
@@ -210,8 +211,20 @@ def cron(expression: str) -> cdk8s.Cron:
     return cdk8s.Cron.schedule(minute=minute, hour=hour, day=day, month=month, week_day=week_day)
 
 
+@dataclass(frozen=True)
+class CpuAutoscaling:
+    """A HorizontalPodAutoscaler on CPU, for a Deployment that has one."""
+
+    min_replicas: int = 2
+    """Fewest pods. Default: 2, so a rollout or a node drain never leaves none ready."""
+    max_replicas: int = 6
+    """Most pods. Default: 6."""
+    target_cpu_percent: int = 75
+    """The average CPU use it scales to keep, in % of the pods' CPU requests. Default: 75."""
+
+
 def autoscale(
-    scope: Construct, deployment: kplus.Deployment, component: Component, autoscaling: Autoscaling
+    scope: Construct, deployment: kplus.Deployment, component: Component, autoscaling: CpuAutoscaling
 ) -> k8s.KubeHorizontalPodAutoscalerV2:
     """A CPU-based HorizontalPodAutoscaler for `deployment`, which then leaves `replicas`
     out of its manifest: with it, every `kubectl apply` would reset the autoscaler's count."""

@@ -17,18 +17,19 @@ import pytest
 import yaml
 
 from constructs import Construct
-from constructs.endpoints import ExternalPostgres, ExternalRedis
+from constructs.endpoints import ExternalPostgres, ExternalPostgresProps, ExternalRedis, ExternalRedisProps
 from constructs.naming import Component
 from constructs.pod_security import unhardened
 from constructs.postgres_with_backup import PostgresWithBackup, PostgresWithBackupProps
 from constructs.redis_broker import RedisBroker, RedisBrokerProps
 from constructs.sentry_cleanup import SentryCleanup, SentryCleanupProps
 from constructs.sentry_cron import SentryCron, SentryCronProps
-from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
+from constructs.sentry_migrations import MigrationGate, SentryMigrations, SentryMigrationsProps
 from constructs.sentry_runtime import SentryRuntime, SentryRuntimeProps
 from constructs.sentry_web import SentryWeb, SentryWebProps
 from constructs.sentry_worker import SentryWorker, SentryWorkerProps
 from constructs.statsd_exporter import StatsdExporter, StatsdExporterProps
+from constructs.workload import WAIT_RESOURCES, container_resources, container_security
 from tests.conftest import PROJECT_DIR, all_containers, pod_specs
 
 
@@ -39,10 +40,11 @@ def part(component: str, app: str = "sentry") -> Component:
 def runtime(chart: cdk8s.Chart) -> SentryRuntime:
     secret = kplus.Secret.from_secret_name(chart, "secret", "demo-secrets")
     postgres = ExternalPostgres(
-        chart, "pg", host="10.1.2.3", port=5432, database="sentry", user="sentry", secret=secret,
-        client_image="postgres:15.8", sslmode="require",
-    )  # fmt: skip
-    redis = ExternalRedis(chart, "redis", host="10.1.2.4", port=6379, db=0, secret=secret, client_image="redis:7")
+        chart,
+        "pg",
+        ExternalPostgresProps(host="10.1.2.3", secret=secret, client_image="postgres:15.8", sslmode="require"),
+    )
+    redis = ExternalRedis(chart, "redis", ExternalRedisProps(host="10.1.2.4", secret=secret))
     return SentryRuntime(
         chart,
         "runtime",
@@ -54,6 +56,30 @@ def runtime(chart: cdk8s.Chart) -> SentryRuntime:
             secret=secret,
         ),
     )
+
+
+def migrations(chart: cdk8s.Chart) -> SentryMigrations:
+    return SentryMigrations(
+        chart, "migrations", SentryMigrationsProps(component=part("migrations"), runtime=runtime(chart))
+    )
+
+
+class ExternalMigrations:
+    """A MigrationGate that is not SentryMigrations (say, migrations a pipeline runs): the
+    workloads depend on the interface, and wait for whatever gate they are given."""
+
+    def wait_container(self, scope: Construct) -> kplus.ContainerProps:
+        return kplus.ContainerProps(
+            name="wait-for-pipeline",
+            image="busybox:1.36",
+            command=["/bin/sh", "-c", "until [ -e /tmp/migrated ]; do sleep 5; done"],
+            resources=container_resources(WAIT_RESOURCES),
+            security_context=container_security(1000, 1000),
+        )
+
+
+def gate() -> MigrationGate:
+    return ExternalMigrations()
 
 
 def redis_broker(chart: cdk8s.Chart) -> Construct:
@@ -76,25 +102,27 @@ CONSTRUCTS: dict[str, tuple[Callable[[cdk8s.Chart], object], set[str]]] = {
     "RedisBroker": (redis_broker, {"StatefulSet", "Service", "PersistentVolumeClaim"}),
     "PostgresWithBackup": (postgres, {"StatefulSet", "Service", "PersistentVolumeClaim", "CronJob"}),
     "SentryWeb": (
-        lambda c: SentryWeb(c, "web", SentryWebProps(component=part("web"), runtime=runtime(c))),
+        lambda c: SentryWeb(c, "web", SentryWebProps(component=part("web"), runtime=runtime(c), migrations=gate())),
         {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "PersistentVolumeClaim"},
     ),
     "SentryWorker": (
-        lambda c: SentryWorker(c, "worker", SentryWorkerProps(component=part("worker"), runtime=runtime(c))),
+        lambda c: SentryWorker(
+            c, "worker", SentryWorkerProps(component=part("worker"), runtime=runtime(c), migrations=gate())
+        ),
         {"Deployment", "PodDisruptionBudget", "ConfigMap", "PersistentVolumeClaim"},
     ),
     "SentryCron": (
-        lambda c: SentryCron(c, "cron", SentryCronProps(component=part("cron"), runtime=runtime(c))),
+        lambda c: SentryCron(c, "cron", SentryCronProps(component=part("cron"), runtime=runtime(c), migrations=gate())),
         {"Deployment", "ConfigMap", "PersistentVolumeClaim"},
     ),
     "SentryCleanup": (
-        lambda c: SentryCleanup(c, "cleanup", SentryCleanupProps(component=part("cleanup"), runtime=runtime(c))),
+        lambda c: SentryCleanup(
+            c, "cleanup", SentryCleanupProps(component=part("cleanup"), runtime=runtime(c), migrations=gate())
+        ),
         {"CronJob", "ConfigMap", "PersistentVolumeClaim"},
     ),
     "SentryMigrations": (
-        lambda c: SentryMigrations(
-            c, "migrations", SentryMigrationsProps(component=part("migrations"), runtime=runtime(c))
-        ),
+        migrations,
         {"Job", "ConfigMap", "PersistentVolumeClaim"},
     ),
     "StatsdExporter": (
@@ -124,6 +152,16 @@ def test_a_construct_alone_makes_its_objects_hardened_and_with_resources(name: s
             assert {"requests", "limits"} <= set(container["resources"]), container["name"]
             # Not cdk8s-plus's own defaults (1 CPU / 512Mi requests), which every construct overrides.
             assert container["resources"]["requests"] != {"cpu": "1000m", "memory": "512Mi"}, container["name"]
+
+
+@pytest.mark.parametrize("name", ["SentryWeb", "SentryWorker", "SentryCron", "SentryCleanup"])
+def test_sentry_workloads_wait_for_the_database_and_the_migrations_they_name(name: str) -> None:
+    make, _ = CONSTRUCTS[name]
+    chart = cdk8s.Chart(cdk8s.App(), "bare", namespace="demo", disable_resource_name_hashes=True)
+    make(chart)
+    (workload,) = [o for o in chart.to_json() if pod_specs(o)]
+    (spec,) = pod_specs(workload)
+    assert [c["name"] for c in spec["initContainers"]] == ["wait-for-postgres", "wait-for-pipeline"]
 
 
 def _readme_example() -> str:

@@ -76,6 +76,13 @@ def test_configuration_reference_matches_the_model() -> None:
     assert block_of(text, START, END) == reference(), "run: .venv/bin/python tools/config_reference.py --write"
 
 
+def test_props_reference_matches_the_constructs() -> None:
+    from tools import props_reference
+
+    block = block_of(doc("constructs.md"), props_reference.START, props_reference.END)
+    assert block == props_reference.reference(), "run: .venv/bin/python tools/props_reference.py --write"
+
+
 def test_every_secret_key_is_documented() -> None:
     text = doc("configuration.md")
     for key in ALL_KEYS:
@@ -135,6 +142,7 @@ BLOCKS = {
     "config-reference": "docs/configuration.md",
     "capacity-table": "README.md",
     "checkov-skips": "docs/security.md",
+    "props-reference": "docs/constructs.md",
     "bench-synth": "docs/development.md",
     "bench-backup": "docs/development.md",
 }
@@ -151,9 +159,10 @@ def test_generated_blocks_live_where_their_tools_write_them(path: Path) -> None:
 
 
 def test_tools_write_into_the_files_that_hold_their_blocks() -> None:
-    from tools import capacity_table, config_reference, validate
+    from tools import capacity_table, config_reference, props_reference, validate
 
     assert PROJECT_DIR / BLOCKS["config-reference"] == config_reference.TARGET
+    assert PROJECT_DIR / BLOCKS["props-reference"] == props_reference.TARGET
     assert PROJECT_DIR / BLOCKS["capacity-table"] == capacity_table.TARGET
     assert PROJECT_DIR / BLOCKS["checkov-skips"] == validate.SKIP_TABLE_DOC
 

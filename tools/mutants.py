@@ -62,8 +62,8 @@ DIRECT_TESTS = {
     "constructs/scripts/redis-server.sh": ["test_redis_scripts.py"],
     "app/apply_rules.py": ["test_day2.py"],
     "app/capacity.py": ["test_sentry_tier.py", "test_cluster_features.py"],
-    "constructs/endpoints.py": ["test_external.py"],
-    "constructs/sentry_stack.py": ["test_external.py", "test_cluster_features.py"],
+    "constructs/endpoints.py": ["test_external.py", "test_props.py"],
+    "constructs/sentry_stack.py": ["test_props.py", "test_external.py", "test_cluster_features.py"],
     "constructs/sentry_runtime.py": ["test_wiring.py", "test_external.py"],
     "constructs/postgres_with_backup.py": ["test_wiring.py", "test_external.py"],
     "constructs/network_policies.py": ["test_security.py", "test_cluster_features.py", "test_external.py"],
@@ -71,6 +71,10 @@ DIRECT_TESTS = {
     "constructs/workload.py": ["test_wiring.py", "test_cluster_features.py"],
     "constructs/redis_broker.py": ["test_wiring.py", "test_redis_scripts.py"],
     "constructs/sentry_migrations.py": ["test_sentry_tier.py", "test_migration_script.py"],
+    "constructs/sentry_web.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
+    "constructs/sentry_worker.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
+    "constructs/sentry_cron.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
+    "constructs/sentry_cleanup.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
 }
 SNAPSHOT_TEST = "test_snapshot.py"
 TIMEOUT_SECONDS = 900
