@@ -97,7 +97,7 @@ class SentryRuntimeProps:
     redis: RedisEndpoint
     """The broker and cache (in the cluster or external)."""
     secret: kplus.ISecret
-    """The stack Secret (keys: see secrets_store.py)."""
+    """The Secret every Sentry pod reads (its keys: constructs/secret_keys.py)."""
     image: str = "sentry:9.1.2"
     """The Sentry image of every pod. Default: the stock sentry:9.1.2, which has neither the
     GitHub/GitLab login plugins nor the gcs filestore's library (images/sentry-auth has both)."""
