@@ -28,11 +28,10 @@ from constructs.endpoints import (
     PostgresEndpoint,
     RedisEndpoint,
 )
-from constructs.namespace import SentryNamespace
+from constructs.namespace import SentryNamespace, SentryNamespaceProps
 from constructs.naming import Component, image_tag
 from constructs.network_policies import NetworkPolicies, NetworkPoliciesProps
 from constructs.pod_security import (
-    POD_SECURITY_LABELS,
     SERVICE_ACCOUNT_COMPONENT,
     service_account,
     unhardened,
@@ -55,7 +54,7 @@ from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
 from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime, SentryRuntimeProps
 from constructs.sentry_web import SentryWeb, SentryWebProps, WebIngress
 from constructs.sentry_worker import SentryWorker, SentryWorkerProps
-from constructs.stack_secrets import StackSecrets
+from constructs.stack_secrets import StackSecrets, StackSecretsProps
 from constructs.statsd_exporter import METRICS_PORT, STATSD_PORT, StatsdExporter, StatsdExporterProps
 from constructs.workload import CpuAutoscaling
 
@@ -116,14 +115,20 @@ class SentryStack:
 
         ns_chart = cdk8s.Chart(app, "00-namespace", disable_resource_name_hashes=True)
         self.namespace = SentryNamespace(
-            ns_chart, "namespace", config.namespace, names.namespace, extra_labels=POD_SECURITY_LABELS
+            ns_chart,
+            "namespace",
+            SentryNamespaceProps(name=config.namespace, component=names.namespace),
         )
 
         if secret_values:
             secrets_chart = cdk8s.Chart(
                 app, "10-secrets", namespace=config.namespace, disable_resource_name_hashes=True
             )
-            StackSecrets(secrets_chart, "secrets", names.secret_name, names.secrets, secret_values)
+            StackSecrets(
+                secrets_chart,
+                "secrets",
+                StackSecretsProps(name=names.secret_name, component=names.secrets, values=secret_values),
+            )
 
         chart = cdk8s.Chart(app, "20-sentry", namespace=config.namespace, disable_resource_name_hashes=True)
         self.chart = chart

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from constructs import Construct
 from constructs.naming import Component
 from imports import k8s
+
+
+@dataclass(frozen=True)
+class StackSecretsProps:
+    """Props of StackSecrets."""
+
+    name: str
+    """The Secret's name."""
+    component: Component
+    """Its standard labels."""
+    values: Mapping[str, str]
+    """Every key (constructs/secret_keys.py) and its value, in plain text (encoded here)."""
 
 
 class StackSecrets(Construct):
@@ -16,20 +29,13 @@ class StackSecrets(Construct):
     Workloads read it only through secretKeyRef; the values reach no other object.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        name: str,
-        component: Component,
-        values: Mapping[str, str],
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, props: StackSecretsProps) -> None:
         super().__init__(scope, id)
-        self.name = name
+        self.name = props.name
         k8s.KubeSecret(
             self,
             "secret",
-            metadata=k8s.ObjectMeta(name=name, labels=component.labels),
+            metadata=k8s.ObjectMeta(name=props.name, labels=props.component.labels),
             type="Opaque",
-            data={k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
+            data={k: base64.b64encode(v.encode()).decode() for k, v in sorted(props.values.items())},
         )

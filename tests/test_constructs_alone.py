@@ -201,3 +201,20 @@ def test_constructs_do_not_depend_on_the_application_layer() -> None:
     for module in (PROJECT_DIR / "constructs").glob("*.py"):
         text = module.read_text(encoding="utf-8")
         assert not re.search(r"^\s*(from|import) app\b", text, flags=re.M), module.name
+
+
+def test_the_namespace_alone_is_restricted_and_the_secret_alone_holds_its_values() -> None:
+    from constructs.namespace import SentryNamespace, SentryNamespaceProps
+    from constructs.stack_secrets import StackSecrets, StackSecretsProps
+
+    chart = cdk8s.Chart(cdk8s.App(), "bare", disable_resource_name_hashes=True)
+    SentryNamespace(chart, "ns", SentryNamespaceProps(name="demo", component=part("namespace")))
+    StackSecrets(chart, "secret", StackSecretsProps(name="demo-secrets", component=part("secrets"), values={"a": "b"}))
+    namespace, secret = chart.to_json()
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert secret["data"] == {"a": "Yg=="}
+
+    opted_out = cdk8s.Chart(cdk8s.App(), "bare", disable_resource_name_hashes=True)
+    SentryNamespace(opted_out, "ns", SentryNamespaceProps(name="demo", component=part("namespace"), restricted=False))
+    (namespace,) = opted_out.to_json()
+    assert not any(key.startswith("pod-security.") for key in namespace["metadata"]["labels"])
