@@ -11,12 +11,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import cdk8s
 import cdk8s_plus_27 as kplus
+from pydantic import BaseModel
 
 from constructs.config import Autoscaling, BackupConfig, FilestoreConfig, StackConfig
 from constructs.endpoints import (
@@ -157,18 +160,14 @@ class SentryStack:
             self.postgres = ExternalPostgres(
                 chart,
                 "postgres",
-                ExternalPostgresProps(
-                    host=ext.host,
-                    port=ext.port,
+                _props(
+                    ExternalPostgresProps,
+                    ext,
                     database=pg_cfg.database,
                     user=pg_cfg.user,
                     secret=secret,
                     client_image=pg_cfg.image,
-                    sslmode=ext.sslmode,
-                    ca=CaCertificate(key=ext.ca.key, secret=ext.ca.secret, config_map=ext.ca.config_map)
-                    if ext.ca is not None
-                    else None,
-                    cidrs=tuple(ext.cidrs),
+                    ca=_props(CaCertificate, ext.ca) if ext.ca is not None else None,
                     can_dump_roles=ext.superuser,
                 ),
             )
@@ -176,15 +175,12 @@ class SentryStack:
             self.postgres = PostgresWithBackup(
                 chart,
                 "postgres",
-                PostgresWithBackupProps(
+                _props(
+                    PostgresWithBackupProps,
+                    pg_cfg,
                     component=names.postgres,
                     backup_component=names.backup,
                     secret=secret,
-                    image=pg_cfg.image,
-                    database=pg_cfg.database,
-                    user=pg_cfg.user,
-                    storage=pg_cfg.storage,
-                    resources=pg_cfg.resources,
                     backup=_backup_options(backup) if backup.enabled else None,
                     image_pull_policy=pull,
                     pods=pg_cfg.pods.over(config.pods),
@@ -195,29 +191,20 @@ class SentryStack:
                 ),
             )
         if redis_cfg.external.host:
-            ext_redis = redis_cfg.external
             self.redis = ExternalRedis(
                 chart,
                 "redis",
-                ExternalRedisProps(
-                    host=ext_redis.host,
-                    port=ext_redis.port,
-                    db=ext_redis.db,
-                    secret=secret,
-                    client_image=redis_cfg.image,
-                    cidrs=tuple(ext_redis.cidrs),
-                ),
+                _props(ExternalRedisProps, redis_cfg.external, secret=secret, client_image=redis_cfg.image),
             )
         else:
             self.redis = RedisBroker(
                 chart,
                 "redis",
-                RedisBrokerProps(
+                _props(
+                    RedisBrokerProps,
+                    redis_cfg,
                     component=names.redis,
                     secret=secret,
-                    image=redis_cfg.image,
-                    storage=redis_cfg.storage,
-                    resources=redis_cfg.resources,
                     image_pull_policy=pull,
                     pods=redis_cfg.pods.over(config.pods),
                     service_account=account,
@@ -229,13 +216,10 @@ class SentryStack:
             self.metrics = StatsdExporter(
                 chart,
                 "metrics",
-                StatsdExporterProps(
+                _props(
+                    StatsdExporterProps,
+                    metrics,
                     component=names.sentry("metrics"),
-                    image=metrics.image,
-                    resources=metrics.resources,
-                    service_monitor=metrics.service_monitor,
-                    service_monitor_labels=metrics.service_monitor_labels,
-                    scrape_interval_seconds=metrics.scrape_interval_seconds,
                     image_pull_policy=pull,
                     pods=config.pods,
                     service_account=account,
@@ -244,24 +228,17 @@ class SentryStack:
         self.runtime = SentryRuntime(
             chart,
             "sentry",
-            SentryRuntimeProps(
+            _props(
+                SentryRuntimeProps,
+                sentry,
                 config_component=names.sentry("config"),
                 filestore_component=names.sentry("filestore"),
                 postgres=self.postgres,
                 redis=self.redis,
                 secret=secret,
+                # The login plugins and the gcs filestore need the project's image.
                 image=sentry.effective_image,
-                image_pull_policy=pull,
-                url_prefix=sentry.url_prefix,
-                single_organization=sentry.single_organization,
-                allow_registration=sentry.allow_registration,
                 filestore=_filestore(sentry.filestore),
-                smtp=sentry.smtp,
-                github=sentry.github,
-                gitlab=sentry.gitlab,
-                extra_env=sentry.extra_env,
-                conf_py_extra=sentry.conf_py_extra,
-                config_yml_extra=sentry.config_yml_extra,
                 use_ssl=ingress.enabled and bool(ingress.tls_secret),
                 # Only when the Ingress is the one way in: a NodePort or LoadBalancer beside it
                 # would let a client set X-Forwarded-Host/-For itself.
@@ -273,12 +250,11 @@ class SentryStack:
         self.migrations = SentryMigrations(
             chart,
             "migrations",
-            SentryMigrationsProps(
+            _props(
+                SentryMigrationsProps,
+                sentry.migrations,
                 component=names.sentry("migrations"),
                 runtime=self.runtime,
-                resources=sentry.migrations.resources,
-                backoff_limit=sentry.migrations.backoff_limit,
-                active_deadline_seconds=sentry.migrations.active_deadline_seconds,
                 admin_email=sentry.admin_email,
                 create_admin=sentry.create_admin,
                 pods=sentry.migrations.pods.over(config.pods),
@@ -287,23 +263,13 @@ class SentryStack:
         self.web = SentryWeb(
             chart,
             "web",
-            SentryWebProps(
+            _props(
+                SentryWebProps,
+                web,
                 component=names.sentry("web"),
                 runtime=self.runtime,
                 migrations=self.migrations,
-                replicas=web.replicas,
-                resources=web.resources,
-                service_type=web.service_type,
-                node_port=web.node_port,
-                service_annotations=web.service_annotations,
-                ingress=WebIngress(
-                    host=ingress.host,
-                    class_name=ingress.class_name,
-                    tls_secret=ingress.tls_secret,
-                    annotations=ingress.annotations,
-                )
-                if ingress.enabled
-                else None,
+                ingress=_props(WebIngress, ingress) if ingress.enabled else None,
                 autoscaling=_autoscaling(web.autoscaling),
                 pods=web.pods.over(config.pods),
             ),
@@ -311,14 +277,12 @@ class SentryStack:
         self.worker = SentryWorker(
             chart,
             "worker",
-            SentryWorkerProps(
+            _props(
+                SentryWorkerProps,
+                worker,
                 component=names.sentry("worker"),
                 runtime=self.runtime,
                 migrations=self.migrations,
-                replicas=worker.replicas,
-                concurrency=worker.concurrency,
-                resources=worker.resources,
-                termination_grace_seconds=worker.termination_grace_seconds,
                 autoscaling=_autoscaling(worker.autoscaling),
                 pods=worker.pods.over(config.pods),
             ),
@@ -326,27 +290,26 @@ class SentryStack:
         self.cron = SentryCron(
             chart,
             "cron",
-            SentryCronProps(
+            _props(
+                SentryCronProps,
+                sentry.cron,
                 component=names.sentry("cron"),
                 runtime=self.runtime,
                 migrations=self.migrations,
-                resources=sentry.cron.resources,
                 pods=sentry.cron.pods.over(config.pods),
             ),
         )
         self.cleanup: SentryCleanup | None = None
         if sentry.cleanup.enabled:
-            cleanup = sentry.cleanup
             self.cleanup = SentryCleanup(
                 chart,
                 "cleanup",
-                SentryCleanupProps(
+                _props(
+                    SentryCleanupProps,
+                    sentry.cleanup,
                     component=names.sentry("cleanup"),
                     runtime=self.runtime,
                     migrations=self.migrations,
-                    days=cleanup.days,
-                    schedule=cleanup.schedule,
-                    resources=cleanup.resources,
                     pods=config.pods,
                 ),
             )
@@ -386,7 +349,9 @@ class SentryStack:
             NetworkPolicies(
                 chart,
                 "network-policies",
-                NetworkPoliciesProps(
+                _props(
+                    NetworkPoliciesProps,
+                    network,
                     stack=names.sentry("network"),
                     web=names.sentry("web"),
                     web_port=SENTRY_PORT,
@@ -401,36 +366,25 @@ class SentryStack:
                     metrics=names.sentry("metrics") if self.metrics else None,
                     metrics_senders=[names.backup] if self.backup is not None else [],
                     metrics_ports=(STATSD_PORT, METRICS_PORT),
-                    dns_namespace=network.dns_namespace,
-                    dns_pod_labels=network.dns_pod_labels,
-                    sentry_egress_cidrs=tuple(network.sentry_egress_cidrs),
-                    offsite_egress_cidrs=tuple(network.offsite_egress_cidrs),
-                    egress_except_cidrs=tuple(network.egress_except_cidrs),
                 ),
             )
         _check_hardened(chart)
 
         if restore_enabled:
             assert self.backup is not None
-            restore = backup.restore
             restore_chart = cdk8s.Chart(
                 app, "90-restore", namespace=config.namespace, disable_resource_name_hashes=True
             )
             PostgresRestore(
                 restore_chart,
                 "restore",
-                PostgresRestoreProps(
+                _props(
+                    PostgresRestoreProps,
+                    backup.restore,
                     postgres=self.postgres,
                     backup_claim=self.backup.claim_name,
                     component=names.restore,
                     secret=kplus.Secret.from_secret_name(restore_chart, "secret-ref", names.secret_name),
-                    file=restore.file,
-                    jobs=restore.jobs,
-                    roles=restore.roles,
-                    filestore=restore.filestore,
-                    wait_for_clients_seconds=restore.wait_for_clients_seconds,
-                    active_deadline_seconds=restore.active_deadline_seconds,
-                    resources=restore.resources,
                     filestore_claim=files_claim,
                     image_pull_policy=pull,
                     service_account=account,
@@ -439,14 +393,23 @@ class SentryStack:
             _check_hardened(restore_chart)
 
 
+P = TypeVar("P")
+
+
+def _props(props_type: type[P], values: BaseModel, **given: Any) -> P:
+    """Props of `props_type`: every prop the values group has under the same name, copied
+    from it, and the rest `given` (which win). The values model names its keys after the
+    props, so only what the stack derives or supplies itself is written out here."""
+    copied = {
+        field.name: getattr(values, field.name)
+        for field in dataclasses.fields(props_type)
+        if field.name in type(values).model_fields and field.name not in given
+    }
+    return props_type(**copied, **given)
+
+
 def _autoscaling(values: Autoscaling) -> CpuAutoscaling | None:
-    if not values.enabled:
-        return None
-    return CpuAutoscaling(
-        min_replicas=values.min_replicas,
-        max_replicas=values.max_replicas,
-        target_cpu_percent=values.target_cpu_percent,
-    )
+    return _props(CpuAutoscaling, values) if values.enabled else None
 
 
 def _filestore(values: FilestoreConfig) -> Storage | S3Filestore | GcsFilestore:
@@ -460,30 +423,7 @@ def _filestore(values: FilestoreConfig) -> Storage | S3Filestore | GcsFilestore:
 
 def _backup_options(values: BackupConfig) -> BackupOptions:
     offsite = values.offsite
-    return BackupOptions(
-        schedule=values.schedule,
-        keep=values.keep,
-        compression_level=values.compression_level,
-        jobs=values.jobs,
-        roles=values.roles,
-        filestore=values.filestore,
-        starting_deadline_seconds=values.starting_deadline_seconds,
-        active_deadline_seconds=values.active_deadline_seconds,
-        backoff_limit=values.backoff_limit,
-        storage=values.storage,
-        resources=values.resources,
-        offsite=OffsiteCopy(
-            bucket=offsite.bucket,
-            access_key_id=offsite.access_key_id,
-            image=offsite.image,
-            prefix=offsite.prefix,
-            endpoint_url=offsite.endpoint_url,
-            region=offsite.region,
-            resources=offsite.resources,
-        )
-        if offsite.enabled
-        else None,
-    )
+    return _props(BackupOptions, values, offsite=_props(OffsiteCopy, offsite) if offsite.enabled else None)
 
 
 def _check_hardened(chart: cdk8s.Chart) -> None:
