@@ -12,6 +12,11 @@ pod template (so a construct used on its own is hardened too):
   empties the bounding set, so none can be regained;
 - the stack's own ServiceAccount (when given), with no token mounted: no pod calls the
   API server;
+- `enableServiceLinks: false`: otherwise the kubelet gives every container Docker-link
+  variables for every Service of the namespace, named after the Service (a Service
+  `sentry-web` sets SENTRY_WEB_PORT=tcp://10.96.0.13:9000), which overwrite settings the
+  images read from their environment (Sentry stopped at start with "SENTRY_WEB_PORT must be
+  a whole number"). Nothing in the stack finds a Service other than by its DNS name;
 - the checkov skips that apply to the object, as `checkov.io/skipN` annotations whose
   reasons come from CHECKOV_SKIPS below (docs/security.md's table is generated from it).
 
@@ -52,6 +57,7 @@ CAPABILITIES = {"drop": ["ALL"]}
 SERVICE_ACCOUNT_COMPONENT = "serviceaccount"
 """The ServiceAccount's component: it is named `<release>-serviceaccount`."""
 POD_TEMPLATE_HARDENING = {
+    "enableServiceLinks": False,
     "seccompProfile": SECCOMP_PROFILE,
     "capabilities": CAPABILITIES,
     "automountServiceAccountToken": False,
@@ -207,7 +213,10 @@ def harden(
     path = pod_spec_path(manifest["kind"])
     assert path is not None, manifest["kind"]
     spec = _pod_spec(manifest)
-    patches = [cdk8s.JsonPatch.add(f"{path}/automountServiceAccountToken", False)]
+    patches = [
+        cdk8s.JsonPatch.add(f"{path}/automountServiceAccountToken", False),
+        cdk8s.JsonPatch.add(f"{path}/enableServiceLinks", False),
+    ]
     if service_account is not None:
         patches.append(cdk8s.JsonPatch.add(f"{path}/serviceAccountName", service_account))
     seccomp = dict(SECCOMP_PROFILE)
@@ -242,6 +251,7 @@ def unhardened(manifests: list[dict]) -> list[str]:
         if (
             spec.get("securityContext", {}).get("seccompProfile") != SECCOMP_PROFILE
             or spec.get("automountServiceAccountToken") is not False
+            or spec.get("enableServiceLinks") is not False
             or any(c.get("securityContext", {}).get("capabilities") != CAPABILITIES for c in containers)
         ):
             missing.append(f"{manifest['kind']} {manifest['metadata']['name']}")

@@ -19,7 +19,7 @@ from typing import Literal
 
 import cdk8s_plus_27 as kplus
 
-from constructs import Construct
+from constructs import Construct, images
 from constructs.endpoints import NetworkTarget, PostgresEndpoint
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
@@ -47,17 +47,17 @@ from constructs.workload import (
 )
 
 POSTGRES_PORT = 5432
-# The postgres image's own user. Running as it (not root) skips the entrypoint's
-# chown/gosu step; fsGroup makes the volume writable for it.
-POSTGRES_UID = 999
-DATA_MOUNT = "/var/lib/postgresql/data"
+# The postgres image's own user (constructs/images.py). Running as it (not root) skips the
+# entrypoint's chown/gosu step; fsGroup makes the volume writable for it.
+POSTGRES_UID = images.POSTGRES.uid
+DATA_MOUNT = images.POSTGRES.paths["data"]
 # A subdirectory, because the volume root may hold lost+found and initdb
 # refuses a non-empty directory.
 PGDATA = f"{DATA_MOUNT}/pgdata"
 BACKUP_MOUNT = "/backups"
 # Where the backup and restore pods mount the Sentry filestore: the path Sentry's
 # own pods use, so that paths in logs mean the same everywhere.
-FILESTORE_MOUNT = "/var/lib/sentry/files"
+FILESTORE_MOUNT = images.SENTRY.paths["filestore"]
 # The restore starts in this database: it drops and re-creates the Sentry database,
 # which it cannot do while connected to it.
 MAINTENANCE_DB = "postgres"
@@ -260,7 +260,7 @@ class PostgresWithBackup(Construct):
                     liveness=command_probe(ready, period=20, failures=6),
                     volume_mounts=[
                         kplus.VolumeMount(
-                            path="/var/run/postgresql",
+                            path=images.POSTGRES.paths["socket"],
                             volume=kplus.Volume.from_empty_dir(self, "run", "run"),
                         ),
                         kplus.VolumeMount(path="/tmp", volume=kplus.Volume.from_empty_dir(self, "tmp", "tmp")),

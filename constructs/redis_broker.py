@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import cdk8s_plus_27 as kplus
 
-from constructs import Construct
+from constructs import Construct, images
 from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
@@ -33,19 +33,18 @@ from constructs.workload import (
 )
 
 REDIS_PORT = 6379
-# The redis image's own user and group (redis:6.2-alpine: `adduser -S -u 999` into
-# `addgroup -S -g 1000 redis`, as alpine already has a gid 999). Run as them directly:
+# The redis image's own user and group (constructs/images.py). Run as them directly:
 # the entrypoint's root-only step (chown of /data, then gosu) is not needed, because
 # fsGroup makes the data volume group-writable. Redis writes only /data (the volume)
 # and /run/redis (an emptyDir); the root filesystem is read-only.
-REDIS_UID = 999
-DATA_MOUNT = "/data"
+REDIS_UID = images.REDIS.uid
+DATA_MOUNT = images.REDIS.paths["data"]
 # Half the container's memory limit: the other half is room for an AOF rewrite's forked
 # child (copy-on-write pages of a busy dataset) and for client buffers, so Redis refuses
 # writes (see redis-server.sh) long before the kernel would OOM-kill it.
 MAXMEMORY_SHARE_OF_LIMIT = 0.5
 MAXMEMORY_POLICY = "volatile-lru"
-REDIS_GID = 1000
+REDIS_GID = images.REDIS.gid
 
 
 @dataclass(frozen=True)

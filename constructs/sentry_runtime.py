@@ -21,7 +21,7 @@ from typing import Any
 
 import cdk8s_plus_27 as kplus
 
-from constructs import Construct
+from constructs import Construct, images
 from constructs.endpoints import PostgresEndpoint, RedisEndpoint
 from constructs.naming import Component
 from constructs.props import (
@@ -61,25 +61,22 @@ from constructs.workload import (
 )
 
 SENTRY_FILES_DIR = Path(__file__).parent / "sentry_files"
-CONFIG_MOUNT = "/etc/sentry"
-FILESTORE_MOUNT = "/var/lib/sentry/files"
+CONFIG_MOUNT = images.SENTRY.paths["config"]
+FILESTORE_MOUNT = images.SENTRY.paths["filestore"]
 SENTRY_PORT = 9000
-# The image's `sentry` account: getsentry/docker-sentry 9.1/Dockerfile creates it first
-# thing on python:2.7.16-slim-stretch (`groupadd -r sentry && useradd -r -m -g sentry
-# sentry`), and Debian allocates the first system ids from the top: 999:999, the same
-# pattern and result docker-library/postgres recorded when it pinned its 999 (8f8c0bb).
-# The image has no USER line; as root, its entrypoint does three things only: mkdir
-# and chown the filestore to `sentry`, then `gosu sentry` (setuid/setgid). Nothing
-# else needs root. So the pods start as 999 directly with `sentry ...` as the command
-# (skipping the entrypoint, which would skip those steps for a non-root user anyway),
-# fsGroup 999 makes the filestore volume writable instead of the chown, and no
-# capability is left (pod_security.py drops ALL). Sentry writes only /tmp (emptyDir)
-# and the filestore; /etc/sentry is a read-only ConfigMap, the root filesystem read-only.
-SENTRY_UID = 999
+# The image's `sentry` account (constructs/images.py). The image has no USER line; as root,
+# its entrypoint does three things only: mkdir and chown the filestore to `sentry`, then
+# `gosu sentry` (setuid/setgid). Nothing else needs root. So the pods start as 999 directly
+# with `sentry ...` as the command (skipping the entrypoint, which would skip those steps for
+# a non-root user anyway), fsGroup 999 makes the filestore volume writable instead of the
+# chown, and no capability is left (pod_security.py drops ALL). Sentry writes only /tmp
+# (emptyDir) and the filestore; /etc/sentry is a read-only ConfigMap, the root filesystem
+# read-only.
+SENTRY_UID = images.SENTRY.uid
 CHECKSUM_ANNOTATION = "checksum/config"
-# The image's own init (its entrypoint runs every command under it): as PID 1 it forwards
-# SIGTERM to Sentry, so uWSGI and Celery shut down gracefully, and reaps zombies.
-TINI = ["/usr/bin/tini", "--"]
+# The image's own init, which its entrypoint puts in front of every command: as PID 1 it
+# forwards SIGTERM to Sentry, so uWSGI and Celery shut down gracefully, and reaps zombies.
+TINI = [images.SENTRY.executable("tini"), "--"]
 GCS_KEY_MOUNT = "/var/run/secrets/google"
 GCS_KEY_FILE = "credentials.json"
 
@@ -182,6 +179,8 @@ class SentryRuntime(Construct):
         cfg, pg, redis = self.props, self.props.postgres, self.props.redis
         values = {
             "SENTRY_CONF": CONFIG_MOUNT,
+            "SENTRY_WEB_HOST": "0.0.0.0",
+            "SENTRY_WEB_PORT": str(SENTRY_PORT),
             "SENTRY_POSTGRES_HOST": pg.host,
             "SENTRY_POSTGRES_PORT": str(pg.port),
             "SENTRY_DB_NAME": pg.database,

@@ -27,7 +27,7 @@ def _env(container: dict) -> dict[str, dict]:
 
 
 def _sentry_containers(dist: Dist) -> list[dict]:
-    sentry = ["/usr/bin/tini", "--", "sentry"]
+    sentry = ["/usr/local/bin/tini", "--", "sentry"]
     return [c for o in dist.objects for c in all_containers(o) if c.get("command", [])[:3] == sentry]
 
 

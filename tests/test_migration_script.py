@@ -48,7 +48,7 @@ def _run(
     (job,) = default_dist.of_kind("Job")
     migrate = find_container(job, "migrate")
     # Under the image's tini (not here): the rest is the command tini starts.
-    assert migrate["command"][:4] == ["/usr/bin/tini", "--", "/bin/bash", "-c"]
+    assert migrate["command"][:4] == ["/usr/local/bin/tini", "--", "/bin/bash", "-c"]
     pending = tmp_path / "admin-pending"
     if admin_pending:
         pending.touch()

@@ -24,6 +24,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from app.capacity import pod_specs
+from tests.conftest import FULL_SECRETS, Dist, manifest_env
+from tests.kubelet import injected_env
+
 FILES = Path(__file__).resolve().parent.parent / "constructs" / "sentry_files"
 CONF = FILES / "sentry.conf.py"
 CONFIG_YML = FILES / "config.yml"
@@ -341,7 +345,8 @@ def test_redis_cluster_from_environment(load) -> None:
     assert ns["SENTRY_BUFFER"] == "sentry.buffer.redis.RedisBuffer"
     assert ns["SENTRY_QUOTAS"] == "sentry.quotas.redis.RedisQuota"
     assert ns["SENTRY_TSDB"] == "sentry.tsdb.redis.RedisTSDB"
-    assert ns["SENTRY_DIGESTS"] == "sentry.digests.backends.redis.RedisBackend"
+    # Not the Redis digests backend: its Lua script writes a global, which Redis >= 6.2.7 refuses.
+    assert ns["SENTRY_DIGESTS"] == "sentry.digests.backends.dummy.DummyBackend"
     assert ns["SENTRY_RATELIMITER"] == "sentry.ratelimits.redis.RedisRateLimiter"
 
 
@@ -633,3 +638,49 @@ def test_sign_up_is_closed_unless_allowed(load) -> None:
     # Sentry 9.1's own default shows a Register form to anyone who reaches the login page.
     assert load(**REQUIRED)["SENTRY_FEATURES"]["auth:register"] is False
     assert load(**REQUIRED, SENTRY_ALLOW_REGISTRATION="true")["SENTRY_FEATURES"]["auth:register"] is True
+
+
+# --- the environment a pod really gets ---------------------------------------------------
+
+
+def _sentry_containers(dist: Dist) -> list[tuple[dict, dict]]:
+    """(pod spec, container) of every container that runs Sentry with this file."""
+    found = []
+    for obj in dist.objects:
+        for spec in pod_specs(obj):
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                env = {e["name"] for e in container.get("env", [])}
+                if "SENTRY_CONF" in env:
+                    found.append((spec, container))
+    return found
+
+
+def test_service_links_cannot_change_a_setting(load, any_dist: Dist) -> None:
+    # The kubelet's Docker-link variables for a Service `sentry-web` include
+    # SENTRY_WEB_PORT=tcp://10.96.0.13:9000: read as a setting, it stopped every `sentry`
+    # command. The pods turn the links off; should one ever have them on, every name the
+    # file reads that a link could set must be set by the manifest itself (which wins).
+    services = any_dist.of_kind("Service")
+    # Services named after every prefix this file reads, in case a user's namespace has them.
+    services += [
+        {"metadata": {"name": name.lower().replace("_", "-")}, "spec": {"ports": [{"port": 1, "name": "p"}]}}
+        for name in {re.sub(r"_(PORT|SERVICE_HOST|SERVICE_PORT)$", "", n) for n in CONTRACT}
+    ]
+    checked = 0
+    for spec, container in _sentry_containers(any_dist):
+        manifest = manifest_env(container, {**FULL_SECRETS})
+        expected = _comparable(load(**manifest))
+        linked = {**injected_env({**spec, "enableServiceLinks": True}, services), **manifest}
+        assert _comparable(load(**linked)) == expected, container["name"]
+        checked += 1
+    assert checked >= 5
+
+
+def test_every_pod_turns_service_links_off(any_dist: Dist) -> None:
+    for obj in any_dist.objects:
+        for spec in pod_specs(obj):
+            assert spec.get("enableServiceLinks") is False, obj["metadata"]["name"]
+
+
+def _comparable(namespace: dict) -> str:
+    return json.dumps({k: namespace[k] for k in _settings(namespace)}, sort_keys=True, default=repr)

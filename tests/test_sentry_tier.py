@@ -167,7 +167,7 @@ def test_sentry_processes_run_under_the_images_tini(any_dist: Dist) -> None:
     for obj in any_dist.objects:
         for container in all_containers(obj):
             if container["image"] in sentry_images:
-                assert container["command"][:2] == ["/usr/bin/tini", "--"], container["name"]
+                assert container["command"][:2] == ["/usr/local/bin/tini", "--"], container["name"]
                 found += 1
     assert found >= 5  # web, worker, cron, migrate, cleanup
 
@@ -249,7 +249,7 @@ def test_sentry_image_is_pinned_and_pulled_if_not_present(default_dist: Dist) ->
 def test_cleanup_cronjob_keeps_90_days_by_default(default_dist: Dist) -> None:
     cronjob = default_dist.get("CronJob", "sentry-cleanup")
     container = find_container(cronjob, "cleanup")
-    assert container["command"] == ["/usr/bin/tini", "--", "sentry", "cleanup", "--days", "90"]
+    assert container["command"] == ["/usr/local/bin/tini", "--", "sentry", "cleanup", "--days", "90"]
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
 
 

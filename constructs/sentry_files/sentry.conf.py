@@ -182,8 +182,15 @@ SENTRY_CACHE = "sentry.cache.redis.RedisCache"
 SENTRY_BUFFER = "sentry.buffer.redis.RedisBuffer"
 SENTRY_QUOTAS = "sentry.quotas.redis.RedisQuota"
 SENTRY_TSDB = "sentry.tsdb.redis.RedisTSDB"
-SENTRY_DIGESTS = "sentry.digests.backends.redis.RedisBackend"
 SENTRY_RATELIMITER = "sentry.ratelimits.redis.RedisRateLimiter"
+
+# Alert mails go out one by one, at once (Sentry's own default backend), not batched into
+# digests: the Redis digests backend runs sentry/scripts/digests/digests.lua, which defines
+# `function table.extend`, a write to a global that Redis refuses since 6.2.7 and 7.0
+# (read-only Lua globals, redis/redis#10651 and #10845). With it, the worker logs "Attempt
+# to modify a readonly table" for every new issue and the alert is lost. The dummy backend
+# runs no script, so any Redis version serves.
+SENTRY_DIGESTS = "sentry.digests.backends.dummy.DummyBackend"
 
 ################
 # File storage #
@@ -233,6 +240,9 @@ if statsd_host:
 # Web server #
 ##############
 
+# Both are set by the manifests on every Sentry container. Set there, they also beat the
+# Docker-link variables the kubelet would add for a Service named sentry-web
+# (SENTRY_WEB_PORT=tcp://10.96.0.13:9000) if a pod ever had enableServiceLinks on.
 SENTRY_WEB_HOST = _text("SENTRY_WEB_HOST", "0.0.0.0")
 SENTRY_WEB_PORT = _number("SENTRY_WEB_PORT", 9000)
 
