@@ -60,6 +60,7 @@ CONTRACT = (
     "SENTRY_USE_SSL",
     "SENTRY_TRUSTED_PROXY",
     "SENTRY_ALLOW_REGISTRATION",
+    "SENTRY_BEACON",
     "SENTRY_WEB_HOST",
     "SENTRY_WEB_PORT",
     "SENTRY_WEB_WORKERS",
@@ -101,6 +102,7 @@ SETTINGS_THE_FILE_MAY_DEFINE = {
     "DATABASES",
     "SENTRY_USE_BIG_INTS",
     "SENTRY_SINGLE_ORGANIZATION",
+    "SENTRY_BEACON",
     "BROKER_URL",
     "SENTRY_CACHE",
     "SENTRY_BUFFER",
@@ -635,9 +637,19 @@ def test_runs_under_python_2_7() -> None:
 
 
 def test_sign_up_is_closed_unless_allowed(load) -> None:
-    # Sentry 9.1's own default shows a Register form to anyone who reaches the login page.
-    assert load(**REQUIRED)["SENTRY_FEATURES"]["auth:register"] is False
-    assert load(**REQUIRED, SENTRY_ALLOW_REGISTRATION="true")["SENTRY_FEATURES"]["auth:register"] is True
+    # Sentry 9.1.2 shows the form when the feature and the option are both on
+    # (sentry/utils/auth.py): the switch sets both, so it really opens sign-up.
+    closed = load(**REQUIRED)
+    assert closed["SENTRY_FEATURES"]["auth:register"] is False
+    assert closed["SENTRY_OPTIONS"]["auth.allow-registration"] is False
+    opened = load(**REQUIRED, SENTRY_ALLOW_REGISTRATION="true")
+    assert opened["SENTRY_FEATURES"]["auth:register"] is True
+    assert opened["SENTRY_OPTIONS"]["auth.allow-registration"] is True
+
+
+def test_no_usage_beacon_unless_asked(load) -> None:
+    assert load(**REQUIRED)["SENTRY_BEACON"] is False
+    assert load(**REQUIRED, SENTRY_BEACON="true")["SENTRY_BEACON"] is True
 
 
 # --- the environment a pod really gets ---------------------------------------------------

@@ -22,7 +22,8 @@
 #   SENTRY_STATSD_HOST (empty: no metrics), SENTRY_STATSD_PORT (9125)
 #   SENTRY_URL_PREFIX, SENTRY_SINGLE_ORGANIZATION (true), SENTRY_USE_SSL (false),
 #   SENTRY_TRUSTED_PROXY (false: trust X-Forwarded-Host/-For only behind the Ingress),
-#   SENTRY_ALLOW_REGISTRATION (false: no "Register" form; members are invited)
+#   SENTRY_ALLOW_REGISTRATION (false: no "Register" form; members are invited),
+#   SENTRY_BEACON (false: no usage report to sentry.io)
 #   SENTRY_WEB_HOST (0.0.0.0), SENTRY_WEB_PORT (9000), SENTRY_WEB_WORKERS (2)
 #   SENTRY_EMAIL_HOST (empty: no mail), SENTRY_EMAIL_PORT (25), SENTRY_EMAIL_USER,
 #   SENTRY_EMAIL_PASSWORD, SENTRY_EMAIL_USE_TLS (false), SENTRY_SERVER_EMAIL
@@ -141,10 +142,21 @@ SENTRY_USE_BIG_INTS = True
 # One organization: Sentry hides the organization switcher and forbids creating more.
 SENTRY_SINGLE_ORGANIZATION = _flag("SENTRY_SINGLE_ORGANIZATION", True)
 
-# Sign-up: Sentry 9.1 shows a Register form on its login page by default, so anyone who
-# reaches the page could make an account. Closed unless SENTRY_ALLOW_REGISTRATION: the
-# admin invites members (and GitHub/GitLab logins join through the organization's SSO).
-SENTRY_FEATURES["auth:register"] = _flag("SENTRY_ALLOW_REGISTRATION", False)
+# Sign-up: Sentry 9.1.2 shows its Register form only when both the feature auth:register
+# (on in its defaults) and the option auth.allow-registration (off in its defaults) are on
+# (sentry/utils/auth.py, has_user_registration). Both follow SENTRY_ALLOW_REGISTRATION, so
+# the switch really opens sign-up, and closed stays closed even if an administrator turns
+# the option on in the admin pages (the option is read from here first: a value on disk
+# wins over the database). Closed: the admin invites members (and GitHub/GitLab logins join
+# through the organization's SSO).
+allow_registration = _flag("SENTRY_ALLOW_REGISTRATION", False)
+SENTRY_FEATURES["auth:register"] = allow_registration
+SENTRY_OPTIONS["auth.allow-registration"] = allow_registration
+
+# The anonymous usage beacon (sentry/tasks/beacon.py): cron posts the install's version and
+# counts to sentry.io every hour unless this is off. Off unless SENTRY_BEACON: the egress
+# policy allows HTTPS out (for GitHub/GitLab login), which would carry it.
+SENTRY_BEACON = _flag("SENTRY_BEACON", False)
 
 # The public address (scheme and host, no trailing slash). Sentry builds every absolute
 # link from it, including the OAuth redirect URIs of GitHub and GitLab login. When unset,
