@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from constructs.config import StackConfig
+    from app.config import StackConfig
 
 # jsii prints a large end-of-life banner on Node 20 (the version Debian 12 and the
 # build machines ship); it has no effect on other Node versions.
@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import cdk8s
 
+    from app.stack import SentryStack
     from app.summary import summary
     from constructs.props import ConfigurationConflict
-    from constructs.sentry_stack import SentryStack
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from constructs.config import CapacityConfig, StackConfig
+from app.config import CapacityConfig, StackConfig
 from constructs.quantities import parse_cpu, parse_memory
 
 MI = 2**20

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.config import StackConfig
 from app.values import ConfigError, parse_config
-from constructs.config import StackConfig
 from tests.conftest import TEST_SECRETS, Dist, all_containers, find_container, manifest_env, pod_specs, synth
 from tests.servers import PostgresServer
 

@@ -18,8 +18,8 @@ from typing import Any
 import cdk8s
 import pytest
 
+from app.stack import SentryStack
 from app.values import parse_config
-from constructs.sentry_stack import SentryStack
 from tests.conftest import PROJECT_DIR
 from tools.props_reference import props_classes
 
@@ -140,16 +140,17 @@ def test_toggles_map_to_optional_props() -> None:
     assert type(off.runtime.props.filestore) is Storage, "the filesystem backend is a claim: Storage"
 
 
-def test_only_the_stack_knows_the_values_model() -> None:
-    # The constructs take props; constructs/config.py (the values model) imports them for its
-    # defaults, and SentryStack maps it onto them. Anything else importing it would make the
-    # values model the props again.
+def test_the_constructs_know_nothing_of_the_application() -> None:
+    # The constructs take props; the values model (app/config.py) imports them for its
+    # defaults, and the assembly (app/stack.py) maps it onto them. A construct importing the
+    # application layer (or pydantic, which the values model is built with) would make the
+    # values model the props again, and the constructs unusable on their own.
     importers = sorted(
         module.name
         for module in (PROJECT_DIR / "constructs").glob("*.py")
-        if re.search(r"^\s*(from constructs\.config import|import constructs\.config)", module.read_text(), flags=re.M)
+        if re.search(r"^\s*(from app\b|import app\b)", module.read_text(), flags=re.M)
     )
-    assert importers == ["sentry_stack.py"]
+    assert importers == []
 
 
 def test_an_external_postgres_is_verified_by_default_and_needs_its_ca() -> None:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from app.capacity import Requests, pod_requests, stack_requests, target
+from app.config import Resources, StackConfig
 from app.values import merge_onto_defaults, parse_config
-from constructs.config import Resources, StackConfig
 from constructs.quantities import parse_cpu, parse_memory
 from tests.conftest import Dist, all_containers, find_container, pod_specs, synth
 

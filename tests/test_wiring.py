@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from app.capacity import pod_specs
+from app.config import StackConfig
 from app.secrets_store import required_keys
 from app.values import load_config, parse_config
-from constructs.config import StackConfig
 from constructs.quantities import parse_cpu, parse_memory
 from constructs.workload import WAIT_RESOURCES
 from tests.conftest import DEFAULT_CONFIG, FULL_VALUES, PROJECT_DIR, Dist, synth

@@ -30,9 +30,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from app.config import StackConfig
 from app.secrets_store import required_keys
 from app.values import ConfigError, merge_onto_defaults, parse_config
-from constructs.config import StackConfig
 from constructs.quantities import parse_cpu, parse_memory
 from tests.conftest import FULL_SECRETS, FULL_VALUES
 
@@ -244,7 +244,7 @@ def variant(leaf: Leaf, base: str) -> Variant | None:
 def synth_objects(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The stack's objects for a configuration, in-process and without files (the same
     objects `python main.py` writes; the test secrets stand in for the real ones)."""
-    from constructs.sentry_stack import SentryStack
+    from app.stack import SentryStack
 
     config = parse_config(dict(values))
     secrets = {} if config.secrets.existing_secret else {k.key: SECRETS[k.key] for k in required_keys(config)}

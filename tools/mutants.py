@@ -63,7 +63,7 @@ DIRECT_TESTS = {
     "app/apply_rules.py": ["test_day2.py"],
     "app/capacity.py": ["test_sentry_tier.py", "test_cluster_features.py"],
     "constructs/endpoints.py": ["test_external.py", "test_props.py"],
-    "constructs/sentry_stack.py": ["test_props.py", "test_external.py", "test_cluster_features.py"],
+    "app/stack.py": ["test_props.py", "test_external.py", "test_cluster_features.py"],
     "constructs/sentry_runtime.py": ["test_wiring.py", "test_external.py"],
     "constructs/postgres_with_backup.py": ["test_wiring.py", "test_external.py"],
     "constructs/network_policies.py": ["test_security.py", "test_cluster_features.py", "test_external.py"],

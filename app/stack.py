@@ -21,7 +21,7 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from pydantic import BaseModel
 
-from constructs.config import Autoscaling, BackupConfig, FilestoreConfig, StackConfig
+from app.config import Autoscaling, BackupConfig, FilestoreConfig, StackConfig
 from constructs.endpoints import (
     CaCertificate,
     ExternalPostgres,
