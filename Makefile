@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup synth synth-cli test test-setup lint validate e2e imports bench mutants clean
+.PHONY: help setup synth synth-cli apply test test-setup lint validate e2e imports bench mutants clean
 .DEFAULT_GOAL := help
 
 help:             ## list the targets
@@ -13,11 +13,14 @@ setup:            ## what synthesis needs (venv, pinned cdk8s CLI; no root, no a
 	tools/setup.sh
 	$(PY) main.py
 
-synth:            ## synthesize dist/ (CONFIG=config/production.yaml to choose a values file)
-	$(PY) main.py $(if $(CONFIG),--config $(CONFIG))
+synth:            ## synthesize dist/ (CONFIG=config/production.yaml; ARGS='--confirm WHAT' passes flags)
+	$(PY) main.py $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
 
-synth-cli:        ## the same through the cdk8s CLI
-	$(if $(CONFIG),SENTRY_K8S_CONFIG=$(CONFIG)) tools/node_modules/.bin/cdk8s synth --no-check-upgrade
+synth-cli:        ## the same through the cdk8s CLI (CONFIG and ARGS too)
+	$(if $(CONFIG),SENTRY_K8S_CONFIG=$(CONFIG)) SENTRY_K8S_SYNTH_ARGS="$(ARGS)" tools/node_modules/.bin/cdk8s synth --no-check-upgrade
+
+apply:            ## apply dist/, delete what left it, record it in .state/ (ARGS='--delete-claim NAME', '--only database')
+	$(PY) tools/apply.py $(ARGS)
 
 test: test-setup  ## lint, the whole test suite, then validate dist/ (installs what the tests need on first use)
 	$(MAKE) --no-print-directory lint

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 PROJECT_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(PROJECT_DIR))
+from app.procedures import CONFIRMATIONS  # noqa: E402  (light: no node, no pydantic)
+
+# Extra arguments from the environment: the way `make synth-cli` passes them, as the
+# cdk8s CLI runs this app with a fixed command line (cdk8s.yaml).
+ARGS_ENV = "SENTRY_K8S_SYNTH_ARGS"
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
 VENV_DIR = PROJECT_DIR / ".venv"
 # What `import cdk8s` and the constructs need; checked without importing (that starts node).
@@ -82,8 +89,18 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--allow-apply-conflicts",
         action="store_true",
-        help="write dist/ even when `kubectl apply` could not apply it over the previous dist/ "
+        help="write dist/ even when `kubectl apply` could not apply it over what was applied "
         "(you will follow the printed procedure)",
+    )
+    parser.add_argument(
+        "--confirm",
+        action="append",
+        default=[],
+        choices=sorted(CONFIRMATIONS),
+        metavar="WHAT",
+        help="you followed the procedure a refusal named, around this apply: "
+        + ", ".join(sorted(CONFIRMATIONS))
+        + " (repeat for several)",
     )
     return parser.parse_args(argv)
 
@@ -115,42 +132,146 @@ def _refuse(message: str, outdir: Path) -> int:
     return 2
 
 
-def _check_output(config: StackConfig, new: Path, previous: Path, allow_conflicts: bool) -> str | None:
+def _rerun(args: argparse.Namespace, extra: str) -> str:
+    """How to synthesize again with `extra`, through make and directly."""
+    config = args.config
+    return f"`make synth CONFIG={config} ARGS='{extra}'` (or `.venv/bin/python main.py --config {config} {extra}`)"
+
+
+def _review(args: argparse.Namespace, config: StackConfig, new: Path, previous: list[dict], context: dict):
+    """What the synth says about the new output (app/day2.py): refusals, warnings, the prune plan."""
+    from app.day2 import review
+    from app.summary import load_objects
+
+    return review(
+        config,
+        load_objects(new),
+        record=context["record"],
+        others=context["others"],
+        previous=previous,
+        previous_name=f"{args.outdir.name}/",
+        secret_values=context["secret_values"],
+        confirmations=args.confirm,
+    )
+
+
+def _problem(args: argparse.Namespace, config: StackConfig, new: Path, result) -> str | None:
     """Why the new output must not replace the previous one, if it must not: a change that
-    `kubectl apply` cannot make to the running stack, or requests beyond the capacity target."""
-    from app.apply_rules import apply_conflicts
+    `kubectl apply` cannot make to what was applied, a day-2 hazard that needs its procedure,
+    or requests beyond the capacity target."""
     from app.capacity import capacity_problem
     from app.summary import load_objects
 
-    objects = load_objects(new)
-    if previous.is_dir() and not allow_conflicts:
-        conflicts = apply_conflicts(load_objects(previous), objects)
-        if conflicts:
-            listed = "\n".join(f"  - {c}" for c in conflicts)
-            return (
-                f"this output cannot be applied over the stack that {previous.name}/ describes:\n{listed}\n"
-                "Change the values back, or follow the procedure above and synthesize again with "
-                "--allow-apply-conflicts."
-            )
-    problem = capacity_problem(config, objects)
+    problems = []
+    if result.conflicts and result.binding and not args.allow_apply_conflicts:
+        listed = "\n".join(f"  - {c}" for c in result.conflicts)
+        problems.append(
+            f"this output cannot be applied over {result.base}:\n{listed}\n"
+            "Change the values back, or follow the procedure above and synthesize again with "
+            f"--allow-apply-conflicts: {_rerun(args, '--allow-apply-conflicts')}."
+        )
+    if result.refusals:
+        listed = "\n".join(f"  - {f.render()}" for f in result.refusals)
+        tokens = " ".join(f"--confirm {t}" for t in sorted({f.confirm for f in result.refusals if f.confirm}))
+        again = f"Then pass the flags: {_rerun(args, tokens)}." if tokens else ""
+        problems.append(f"this change needs a procedure first (against {result.base}):\n{listed}\n{again}".rstrip())
+    if problems:
+        return "\n".join(problems)
+    problem = capacity_problem(config, load_objects(new))
     if problem and config.capacity.on_exceed == "warn":
         print(f"warning: {problem}", file=sys.stderr)
         return None
     return problem
 
 
+def _report(args: argparse.Namespace, result) -> None:
+    """Warnings and the prune plan, for a change that goes ahead."""
+    if result.conflicts and not result.binding:
+        listed = "\n".join(f"  - {c}" for c in result.conflicts)
+        print(
+            f"warning: no apply of this stack is recorded (make apply records one), so the output was compared "
+            f"with {result.base}, which may never have been applied. If you applied it with plain kubectl, "
+            f"`kubectl apply` would refuse:\n{listed}",
+            file=sys.stderr,
+        )
+    elif result.conflicts:
+        print(
+            "warning: --allow-apply-conflicts: written although `kubectl apply` refuses these changes until "
+            "their procedure is done:\n" + "\n".join(f"  - {c}" for c in result.conflicts),
+            file=sys.stderr,
+        )
+    if result.warnings and not result.binding and result.base:
+        print(
+            f"warning: compared with {result.base} (no apply recorded); if that was applied by hand, mind:",
+            file=sys.stderr,
+        )
+    for finding in result.warnings:
+        print(f"warning: {finding.render()}", file=sys.stderr)
+    for token in sorted(set(args.confirm) - result.confirmed):
+        print(f"warning: --confirm {token}: nothing in this change needs it", file=sys.stderr)
+    if result.plan is not None:
+        for line in result.plan.lines():
+            print(line, file=sys.stderr)
+
+
+def _stack_context(config: StackConfig, outdir: Path) -> tuple[dict, list[dict]]:
+    """The apply record of this stack and of the others in the state folder, and the previous
+    output when it is this stack's."""
+    from app.state import all_records, load_record, stack_of, state_dir
+    from app.summary import load_objects
+
+    folder = state_dir(PROJECT_DIR)
+    record = load_record(folder, config.namespace, config.release)
+    others = [r for r in all_records(folder) if (r.namespace, r.release) != (config.namespace, config.release)]
+    previous = load_objects(outdir) if outdir.is_dir() else []
+    if stack_of(previous) != (config.namespace, config.release):
+        previous = []
+    return {"record": record, "others": others, "folder": folder, "secret_values": {}}, previous
+
+
+def _applied_secret_keys(config: StackConfig, context: dict, previous: list[dict], outdir: Path) -> dict[str, str]:
+    """The secret keys the stack already has: a lost secrets file must not make new ones."""
+    from app.state import secret_values
+
+    name = f"{config.release}-secrets"
+    record = context["record"]
+    if record is not None:
+        return dict.fromkeys(record.secret_digests.get(name, {}), f"the apply record {record.path} has digests of them")
+    for obj in previous:
+        if obj["kind"] == "Secret" and obj["metadata"]["name"] == name:
+            return dict.fromkeys(secret_values(obj), f"{outdir.name}/10-secrets.k8s.yaml has them")
+    return {}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _arguments(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _arguments([*shlex.split(os.environ.get(ARGS_ENV, "")), *argv])
     # Imported here so that `--help` and argument errors answer without starting node.
     from app.secrets_store import SECRETS_FILE_ENV, SecretsError, default_secrets_file, resolve_secrets
+    from app.state import StateError, SynthBase
     from app.values import ConfigError, config_warnings, load_config
 
     outdir = args.outdir.resolve()
     try:
         config = load_config(args.config)
+        context, previous = _stack_context(config, outdir)
         secrets_path = Path(os.environ.get(SECRETS_FILE_ENV) or default_secrets_file(config, PROJECT_DIR))
-        resolved = resolve_secrets(config, secrets_path)
-    except (ConfigError, SecretsError) as exc:
+        applied = {} if "new-secrets" in args.confirm else _applied_secret_keys(config, context, previous, outdir)
+        recovery = (
+            "Recover them (docs/operations.md, “Recovering lost secrets”): from the cluster, "
+            f"`kubectl -n {config.namespace} get secret {config.release}-secrets -o json | "
+            f".venv/bin/python tools/recover_secrets.py --to {secrets_path}`"
+            + (
+                f", or from {outdir.name}/: `.venv/bin/python tools/recover_secrets.py --to {secrets_path} "
+                f"{outdir.name}/10-secrets.k8s.yaml`"
+                if previous
+                else ""
+            )
+            + f". If this stack was never applied, {_rerun(args, '--confirm new-secrets')} makes new ones."
+        )
+        resolved = resolve_secrets(config, secrets_path, applied=applied, recovery=recovery)
+        context["secret_values"] = resolved.values
+    except (ConfigError, SecretsError, StateError) as exc:
         return _refuse(str(exc), outdir)
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
@@ -172,14 +293,24 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(staging, ignore_errors=True)
             return _refuse(f"{args.config}: {exc}", outdir)
         app.synth()
-        problem = _check_output(config, staging, outdir, args.allow_apply_conflicts)
+        result = _review(args, config, staging, previous, context)
+        problem = _problem(args, config, staging, result)
         if problem:
             shutil.rmtree(staging, ignore_errors=True)
             return _refuse(problem, outdir)
+        record = context["record"]
+        SynthBase(
+            stack=f"{config.namespace}/{config.release}",
+            record=record.digest if record is not None else None,
+            confirmed=tuple(sorted(set(args.confirm))),
+            allow_apply_conflicts=args.allow_apply_conflicts,
+            config=str(args.config),
+        ).write(staging)
         _replace_dir(staging, outdir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _report(args, result)
     if not args.quiet:
         print(summary(config, outdir), file=sys.stderr)
     return 0

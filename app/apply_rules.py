@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from app.procedures import procedure_ref
 from constructs.quantities import parse_memory
 
 STATEFULSET_MUTABLE = frozenset(
@@ -105,8 +106,25 @@ def _without_storage(spec: dict) -> dict:
     return copy
 
 
+# How the data of each of the stack's volumes moves to a new one: a PostgreSQL or filestore
+# volume through a backup and a restore, Redis's by draining its queue, the backups by a copy
+# (the generic "back up, delete, restore" would delete the backups themselves).
+CLAIM_PROCEDURES = {
+    "postgresql": "rebuild-postgres",
+    "redis": "replace-redis",
+    "filestore": "move-filestore-volume",
+    "backup": "move-backups",
+}
+
+
 def _claim(old: dict, new: dict) -> list[tuple[str, str, str]]:
     old_spec, new_spec = old.get("spec", {}), new.get("spec", {})
+    component = old.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component", "")
+    move = (
+        f"follow {procedure_ref(CLAIM_PROCEDURES[component])}"
+        if component in CLAIM_PROCEDURES
+        else ("move its data to a new volume yourself")
+    )
     found = []
     before, after = _storage(old_spec), _storage(new_spec)
     if before and after and parse_memory(str(after)) < parse_memory(str(before)):
@@ -114,8 +132,7 @@ def _claim(old: dict, new: dict) -> list[tuple[str, str, str]]:
             (
                 "spec.resources.requests.storage",
                 f"a volume cannot shrink from {before} to {after}",
-                f"Keep the size at {before} or more; to move to a smaller volume, back up, then restore "
-                "into a new one (docs/operations.md: Volumes)",
+                f"Keep the size at {before} or more; for a smaller volume, {move}",
             )
         )
     old_rest, new_rest = _without_storage(old_spec), _without_storage(new_spec)
@@ -126,7 +143,7 @@ def _claim(old: dict, new: dict) -> list[tuple[str, str, str]]:
                     f"spec.{field}",
                     "only the size of an existing volume can change (its storage class and access mode "
                     "are fixed when it is created)",
-                    "Keep the old value, or move the data to a new volume as docs/operations.md, Volumes, describes",
+                    f"Keep the old value, or {move}",
                 )
             )
     return found
@@ -174,7 +191,7 @@ def apply_conflicts(old: Iterable[dict], new: Iterable[dict]) -> list[Conflict]:
     """Every change from `old` to `new` that `kubectl apply` would be refused, object by object.
 
     Objects only in one of the two are fine for apply (created; or left behind, which
-    the summary of the change reports separately)."""
+    app/day2.prune_plan reports and make apply deletes or keeps)."""
     before = {_key(o): o for o in old}
     conflicts = []
     for obj in new:

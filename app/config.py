@@ -124,6 +124,31 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def _server_origin(value: str) -> str:
+    """A server's old place: 'in-cluster', or the host of the previous external server."""
+    if value and value != "in-cluster":
+        host_or_ip(value)
+    return value
+
+
+# Where data was before a move (app/day2.py): the synth copies nothing itself, so it refuses
+# a change of where the data lives unless the values say where it came from.
+ServerOrigin = Annotated[str, AfterValidator(_server_origin)]
+MIGRATE_FROM_SERVER = (
+    "Where {what} was before it moved here: 'in-cluster', or the previous external server's host. "
+    "The synth refuses a change of where {what} lives unless this names the old place, and copies "
+    "nothing itself: follow docs/operations.md, {procedure}, first; remove it afterwards."
+)
+
+
+def _not_where_it_is(field: str, declared: str, current: str) -> None:
+    if declared and declared == current:
+        raise ValueError(
+            f"{field}.migrate_from {declared!r} names where the data is now; it names where it was "
+            "before a move (or leave it empty)"
+        )
+
+
 class SecretsConfig(Model):
     existing_secret: KubeName | None = Field(
         default=None,
@@ -368,6 +393,18 @@ class PostgresConfig(Model):
     resources: Resources = Field(default=prop_default(PostgresWithBackupProps, "resources"))
     pods: PodSettings = Field(default_factory=PodSettings, description="The PostgreSQL pod's own pod settings.")
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    migrate_from: ServerOrigin = Field(
+        default="",
+        description=MIGRATE_FROM_SERVER.format(
+            what="Sentry's database", procedure="Moving PostgreSQL into or out of the cluster"
+        ),
+        examples=["in-cluster"],
+    )
+
+    @model_validator(mode="after")
+    def _migrated_from_elsewhere(self) -> PostgresConfig:
+        _not_where_it_is("postgres", self.migrate_from, self.external.host or "in-cluster")
+        return self
 
 
 class ExternalRedisConfig(Model):
@@ -399,6 +436,16 @@ class RedisConfig(Model):
     storage: Storage = Field(default=prop_default(RedisBrokerProps, "storage"), description="AOF volume.")
     resources: Resources = Field(default=prop_default(RedisBrokerProps, "resources"))
     pods: PodSettings = Field(default_factory=PodSettings)
+    migrate_from: ServerOrigin = Field(
+        default="",
+        description=MIGRATE_FROM_SERVER.format(what="Sentry's queue", procedure="Replacing Redis with an empty one"),
+        examples=["in-cluster"],
+    )
+
+    @model_validator(mode="after")
+    def _migrated_from_elsewhere(self) -> RedisConfig:
+        _not_where_it_is("redis", self.migrate_from, self.external.host or "in-cluster")
+        return self
 
 
 class Ingress(Model):
@@ -492,11 +539,31 @@ class FilestoreConfig(Storage):
     )
     s3: S3Filestore = Field(default_factory=S3Filestore)
     gcs: GcsFilestore = Field(default_factory=GcsFilestore)
+    migrate_from: Annotated[str, Field(pattern=r"^$|^filesystem$|^(s3|gcs)://[a-z0-9][a-z0-9._-]{1,220}$")] = Field(
+        default="",
+        description="Where Sentry's files were before they moved here: 'filesystem' (the claim), "
+        "'s3://BUCKET' or 'gcs://BUCKET'. The synth refuses a change of where the files live unless "
+        "this names the old place, and copies nothing itself: follow docs/operations.md, Moving Sentry's "
+        "files between a volume and a bucket, first; remove it afterwards.",
+        examples=["filesystem"],
+    )
 
     @model_validator(mode="after")
     def _bucket_for_object_stores(self) -> FilestoreConfig:
         if self.backend in ("s3", "gcs") and not getattr(self, self.backend).bucket:
             raise ValueError(f"{self.backend}.bucket is required with backend {self.backend}")
+        return self
+
+    @property
+    def location(self) -> str:
+        """Where the files are, as migrate_from names it."""
+        return (
+            "filesystem" if self.backend == "filesystem" else f"{self.backend}://{getattr(self, self.backend).bucket}"
+        )
+
+    @model_validator(mode="after")
+    def _migrated_from_elsewhere(self) -> FilestoreConfig:
+        _not_where_it_is("sentry.filestore", self.migrate_from, self.location)
         return self
 
 

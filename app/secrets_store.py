@@ -132,14 +132,35 @@ def resolve_secrets(
     config: StackConfig,
     path: Path,
     environ: Mapping[str, str] | None = None,
+    applied: Mapping[str, str] | None = None,
+    recovery: str = "",
 ) -> ResolvedSecrets:
-    """Collect every secret the configuration needs, generating and persisting the missing ones."""
+    """Collect every secret the configuration needs, generating and persisting the missing ones.
+
+    `applied` maps the keys the running stack already has (from the apply record, or the
+    previous dist/) to where that was seen: those are never generated anew, since the
+    servers keep the values they were started with; `recovery` says how to get them back.
+    """
     if config.secrets.existing_secret:
         return ResolvedSecrets()
     env = os.environ if environ is None else environ
     stored = _read_file(path)
     values: dict[str, str] = {}
     generated: list[str] = []
+    lost = [
+        key
+        for key in required_keys(config)
+        if not (env.get(key.env_var) or stored.get(key.key)) and key.key in (applied or {})
+    ]
+    if lost:
+        names = ", ".join(key.key for key in lost)
+        seen = sorted({(applied or {})[key.key] for key in lost})
+        raise SecretsError(
+            f"{names} {'is' if len(lost) == 1 else 'are'} missing from {path} (and "
+            f"{', '.join(key.env_var for key in lost)} unset), but the stack has {'it' if len(lost) == 1 else 'them'} "
+            f"({'; '.join(seen)}): new values would lock Sentry out of PostgreSQL and Redis, which keep the "
+            f"ones they were started with. {recovery}"
+        )
     for key in required_keys(config):
         value = env.get(key.env_var) or stored.get(key.key)
         if not value:

@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -51,6 +54,7 @@ from constructs.postgres_with_backup import (
 )
 from constructs.props import GcsFilestore, S3Filestore, Storage
 from constructs.redis_broker import RedisBroker, RedisBrokerProps
+from constructs.secret_keys import SENTRY_SECRET_KEY
 from constructs.sentry_cleanup import SentryCleanup, SentryCleanupProps
 from constructs.sentry_cron import SentryCron, SentryCronProps
 from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
@@ -369,6 +373,7 @@ class SentryStack:
                 ),
             )
         _check_hardened(chart)
+        _roll_on_secret_change(chart, names.secret_name, secret_values)
 
         if restore_enabled:
             assert self.backup is not None
@@ -424,6 +429,60 @@ def _filestore(values: FilestoreConfig) -> Storage | S3Filestore | GcsFilestore:
 def _backup_options(values: BackupConfig) -> BackupOptions:
     offsite = values.offsite
     return _props(BackupOptions, values, offsite=_props(OffsiteCopy, offsite) if offsite.enabled else None)
+
+
+SECRETS_CHECKSUM = "checksum/secrets"
+
+
+def secret_keys_used(manifest: Mapping[str, Any], secret: str, all_keys: Any) -> set[str]:
+    """The keys of Secret `secret` a workload's pod template reads (env, or a volume)."""
+    spec = manifest["spec"]["template"]["spec"]
+    used: set[str] = set()
+    for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref and ref["name"] == secret:
+                used.add(ref["key"])
+    for volume in spec.get("volumes", []):
+        source = volume.get("secret")
+        if source and source["secretName"] == secret:
+            items = source.get("items")
+            used |= {item["key"] for item in items} if items else set(all_keys)
+    return used
+
+
+def _roll_on_secret_change(chart: cdk8s.Chart, secret: str, values: Mapping[str, str]) -> None:
+    """Put a checksum of the secret values each Deployment and StatefulSet reads on its pod
+    template, so that a changed value rolls exactly the pods that use it: a container reads
+    its secretKeyRefs only when it starts. The PostgreSQL server is left out: it reads its
+    password only when its volume is first initialised, so a restart would change nothing
+    (rotating it is a procedure: docs/operations.md). Jobs and CronJobs start new pods anyway.
+
+    Keyed with the Sentry secret key, so the manifests (reviewable, without secret material)
+    do not carry a plain hash that a weak password could be guessed from. None with
+    secrets.existing_secret: the synth never sees those values."""
+    if not values:
+        return
+    mac_key = values[SENTRY_SECRET_KEY.key].encode()
+    for node in chart.node.find_all():
+        if not cdk8s.ApiObject.is_api_object(node) or node.kind not in ("Deployment", "StatefulSet"):
+            continue
+        api_object = cdk8s.ApiObject.of(node)
+        manifest = api_object.to_json()
+        if manifest["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "postgresql":
+            continue
+        used = secret_keys_used(manifest, secret, values)
+        if not used:
+            continue
+        message = json.dumps({key: values[key] for key in sorted(used)}, sort_keys=True).encode()
+        checksum = hmac.new(mac_key, message, hashlib.sha256).hexdigest()
+        if manifest["spec"]["template"].get("metadata", {}).get("annotations") is None:
+            patch = cdk8s.JsonPatch.add("/spec/template/metadata/annotations", {SECRETS_CHECKSUM: checksum})
+        else:
+            patch = cdk8s.JsonPatch.add(
+                f"/spec/template/metadata/annotations/{SECRETS_CHECKSUM.replace('/', '~1')}", checksum
+            )
+        api_object.add_json_patch(patch)
 
 
 def _check_hardened(chart: cdk8s.Chart) -> None:

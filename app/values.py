@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -162,7 +163,61 @@ def config_warnings(config: StackConfig) -> list[str]:
             "denies all traffic by default there, which affects every other workload in 'default'; "
             "a namespace of its own (e.g. sentry) is safer"
         )
-    return warnings
+    return warnings + url_prefix_warnings(config)
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    """An Ingress host rule: exact, or `*.` matching exactly one leading label."""
+    if pattern.startswith("*."):
+        label, _, rest = host.partition(".")
+        return bool(label) and rest == pattern[2:]
+    return host == pattern
+
+
+def url_prefix_warnings(config: StackConfig) -> list[str]:
+    """sentry.url_prefix is what Sentry writes into DSNs, mail links and OAuth callbacks: it
+    must be where the stack answers. Warnings, not errors: a proxy or load balancer in front
+    (TLS terminated there, another port) is a legitimate reason for each difference."""
+    url = config.sentry.url_prefix
+    if not url:
+        return []
+    parts = urlsplit(url)
+    host, scheme = parts.hostname or "", parts.scheme
+    web = config.sentry.web
+    ingress = web.ingress
+    links = "DSNs, mail links and OAuth callbacks"
+    found = []
+    if ingress.enabled:
+        if not _host_matches(host, ingress.host):
+            found.append(
+                f"sentry.url_prefix {url} names the host {host}, but the Ingress serves only "
+                f"sentry.web.ingress.host {ingress.host}: {links} would point where this Ingress does "
+                "not answer (set both to the same host)"
+            )
+        if scheme == "https" and not ingress.tls_secret:
+            found.append(
+                f"sentry.url_prefix {url} is https, but the Ingress has no sentry.web.ingress.tls_secret: "
+                f"unless TLS is terminated in front of it, {links} point at a TLS port nothing serves"
+            )
+        if scheme == "http" and ingress.tls_secret:
+            found.append(
+                f"sentry.url_prefix {url} is plain http although the Ingress serves TLS: {links} would "
+                "send users and clients over plain HTTP (use https://)"
+            )
+    elif web.service_type == "NodePort":
+        if scheme == "https":
+            found.append(
+                f"sentry.url_prefix {url} is https, but without an Ingress nothing in this stack serves TLS "
+                f"(the NodePort {web.node_port} is plain HTTP): unless TLS is terminated in front of it, "
+                f"{links} point at a TLS port nothing serves"
+            )
+        elif (parts.port or 80) != web.node_port:
+            found.append(
+                f"sentry.url_prefix {url} is port {parts.port or 80}, but Sentry answers on NodePort "
+                f"{web.node_port} (sentry.web.node_port): unless a proxy forwards that port, {links} point "
+                "where nothing answers"
+            )
+    return found
 
 
 def load_config(path: Path) -> StackConfig:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Callable, Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 import main
+from app.applier import Kubectl, Outcome, apply
 from app.capacity import pod_specs
 from app.secrets_store import ALL_KEYS
+from tests.fake_kubectl import FakeCluster
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
@@ -28,11 +32,17 @@ TEST_SECRETS: dict[str, str] = {
 }
 
 
+# Synths never write an apply record, and the tests that apply name their own state folder:
+# by default, an empty one, so that no test sees the records of a developer's `make apply`.
+EMPTY_STATE_DIR = tempfile.mkdtemp(prefix="sentry-test-state-")
+
+
 @contextmanager
 def environment(values: Mapping[str, str]) -> Iterator[None]:
     saved = dict(os.environ)
     for key in [k for k in os.environ if k.startswith("SENTRY_K8S_")]:
         del os.environ[key]
+    os.environ["SENTRY_K8S_STATE_DIR"] = EMPTY_STATE_DIR
     os.environ.update(values)
     try:
         yield
@@ -94,17 +104,30 @@ def synth(
     secrets: Mapping[str, str] | None = TEST_SECRETS,
     extra_env: Mapping[str, str] | None = None,
     outdir: Path | None = None,
+    state: Path | None = None,
+    args: Sequence[str] = (),
 ) -> tuple[int, Dist]:
-    """Run main.py's synthesis in-process; `values` is YAML text (None: config/minikube.yaml)."""
+    """Run main.py's synthesis in-process; `values` is YAML text (None: config/minikube.yaml).
+    `state`: the state folder with the apply records (default: an empty one)."""
     config = DEFAULT_CONFIG
     if values is not None:
         config = tmp / "values.yaml"
         config.write_text(values, encoding="utf-8")
     out = outdir or tmp / "dist"
-    env = {"SENTRY_K8S_SECRETS_FILE": str(tmp / "secrets.yaml"), **secret_env(secrets or {}), **(extra_env or {})}
+    env = {
+        "SENTRY_K8S_SECRETS_FILE": str(tmp / "secrets.yaml"),
+        **secret_env(secrets or {}),
+        **({"SENTRY_K8S_STATE_DIR": str(state)} if state else {}),
+        **(extra_env or {}),
+    }
     with environment(env):
-        code = main.main(["--config", str(config), "--outdir", str(out), "--quiet"])
+        code = main.main(["--config", str(config), "--outdir", str(out), "--quiet", *args])
     return code, Dist(out)
+
+
+def make_apply(dist: Path, state: Path, cluster: FakeCluster, **options: Any) -> Outcome:
+    """`make apply` of `dist` against the model cluster (tests/fake_kubectl.py)."""
+    return apply(dist, state, Kubectl(runner=cluster.run, echo=lambda _line: None), **options)
 
 
 @pytest.fixture(scope="session")

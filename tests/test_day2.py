@@ -23,12 +23,14 @@ from typing import Any
 import pytest
 
 from app.apply_rules import apply_conflicts
-from tests.conftest import Dist, synth
+from tests.conftest import PROJECT_DIR, TEST_SECRETS, Dist, make_apply, synth
+from tests.fake_kubectl import FakeCluster
 from tests.variants import BASES, Leaf, Variant, all_outcomes, leaves, synth_objects, with_leaf
 
 # Leaves that cannot reach the YAML by design, with the reason.
 NOT_IN_THE_OUTPUT = {
     "capacity.*": "the capacity target is what the synth measures the requests against; it emits nothing",
+    "*.migrate_from": "names where data came from, for the synth's day-2 review (app/day2.py); it emits nothing",
 }
 
 # (leaf pattern, direction) -> why `kubectl apply` cannot make that change. Direction
@@ -145,33 +147,63 @@ def test_image_patch_bumps_are_among_the_variants(outcomes: dict) -> None:
 def test_the_synth_refuses_a_change_kubectl_apply_cannot_make(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, dist = synth(tmp_path, "postgres:\n  storage: {size: 16Gi}\n")
+    state, cluster = tmp_path / "state", FakeCluster(tmp_path / "cluster.json")
+    code, dist = synth(tmp_path, "postgres:\n  storage: {size: 16Gi}\n", state=state)
     assert code == 0
+    make_apply(dist.path, state, cluster)
     before = {p.name: p.read_bytes() for p in dist.files}
     capsys.readouterr()
-    code, _ = synth(tmp_path, "postgres:\n  storage: {size: 8Gi}\n", outdir=dist.path)
+    code, _ = synth(tmp_path, "postgres:\n  storage: {size: 8Gi}\n", outdir=dist.path, state=state)
     err = capsys.readouterr().err
     assert code == 2
     assert "PersistentVolumeClaim sentry/data-sentry-postgresql-0" in err
-    assert "cannot shrink from 16Gi to 8Gi" in err and "--allow-apply-conflicts" in err
+    assert "cannot shrink from 16Gi to 8Gi" in err
+    # How to pass the flag, through make too (issue 22).
+    assert "--allow-apply-conflicts" in err and "make synth CONFIG=" in err and "ARGS='--allow-apply-conflicts'" in err
+    assert "“Rebuilding PostgreSQL from a backup”" in err, "the data volume's own procedure"
     assert {p.name: p.read_bytes() for p in dist.files} == before
     # Growing it again is an ordinary apply.
-    code, _ = synth(tmp_path, "postgres:\n  storage: {size: 32Gi}\n", outdir=dist.path)
+    code, _ = synth(tmp_path, "postgres:\n  storage: {size: 32Gi}\n", outdir=dist.path, state=state)
     assert code == 0
 
 
-def test_the_refusal_can_be_overridden_after_following_the_procedure(tmp_path: Path) -> None:
-    out = tmp_path / "dist"
-    assert synth(tmp_path, "redis:\n  storage: {storage_class: fast}\n", outdir=out)[0] == 0
-    assert synth(tmp_path, "redis:\n  storage: {storage_class: slow}\n", outdir=out)[0] == 2
-    import main
-    from tests.conftest import TEST_SECRETS, environment, secret_env
+def test_without_an_apply_record_the_previous_dist_only_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh clone's dist/ was never applied: trying another values file must work (issue
+    22), and still say what a hand-applied dist/ would refuse."""
+    code, dist = synth(tmp_path, "postgres:\n  storage: {size: 16Gi}\n")
+    assert code == 0
+    capsys.readouterr()
+    code, _ = synth(tmp_path, "postgres:\n  storage: {size: 8Gi}\n", outdir=dist.path)
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "no apply of this stack is recorded" in err and "cannot shrink from 16Gi to 8Gi" in err
 
-    (tmp_path / "values.yaml").write_text("redis:\n  storage: {storage_class: slow}\n")
-    with environment({"SENTRY_K8S_SECRETS_FILE": str(tmp_path / "s.yaml"), **secret_env(TEST_SECRETS)}):
-        code = main.main(
-            ["--config", str(tmp_path / "values.yaml"), "--outdir", str(out), "--quiet", "--allow-apply-conflicts"]
-        )
+
+@pytest.mark.parametrize("values_file", ["production.yaml", "external.yaml", "minikube.yaml"])
+def test_every_example_values_file_synthesizes_over_any_other(tmp_path: Path, values_file: str) -> None:
+    """Issue 22: after `make setup` (the default dist/), each example, in any order."""
+    out = tmp_path / "dist"
+    secrets = {**TEST_SECRETS}
+    for name in ["minikube.yaml", values_file, "production.yaml", "external.yaml", values_file]:
+        text = (PROJECT_DIR / "config" / name).read_text()
+        assert synth(tmp_path, text, secrets=secrets, outdir=out)[0] == 0, name
+
+
+def test_the_refusal_can_be_overridden_after_following_the_procedure(tmp_path: Path) -> None:
+    state, cluster = tmp_path / "state", FakeCluster(tmp_path / "cluster.json")
+    out = tmp_path / "dist"
+    assert synth(tmp_path, "redis:\n  storage: {storage_class: fast}\n", outdir=out, state=state)[0] == 0
+    make_apply(out, state, cluster)
+    assert synth(tmp_path, "redis:\n  storage: {storage_class: slow}\n", outdir=out, state=state)[0] == 2
+    code, _ = synth(
+        tmp_path,
+        "redis:\n  storage: {storage_class: slow}\n",
+        outdir=out,
+        state=state,
+        args=["--allow-apply-conflicts"],
+    )
     assert code == 0
 
 
