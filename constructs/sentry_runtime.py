@@ -350,7 +350,7 @@ class SentryRuntime(Construct):
         return mounts
 
     def wait_for_postgres(self, scope: Construct) -> kplus.ContainerProps:
-        """Init container: block until PostgreSQL accepts connections (pg_isready of the server's image)."""
+        """Init container: block until PostgreSQL lets the pod log in (psql of the server's image, its credentials)."""
         return self.postgres_client(scope, "wait-for-postgres", "wait-for-postgres")
 
     def wait_for_redis(self) -> kplus.ContainerProps:

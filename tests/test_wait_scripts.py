@@ -45,7 +45,15 @@ def _web_init(dist: Dist, name: str) -> dict:
 def test_wait_for_postgres_blocks_while_down_and_exits_once_up(default_dist: Dist, server: PostgresServer) -> None:
     container = _web_init(default_dist, "wait-for-postgres")
     port = free_port()
-    env = manifest_env(container, PGHOST="127.0.0.1", PGPORT=str(port), PATH=server.path(), WAIT_INTERVAL_SECONDS="1")
+    # The database the server starts with (the image makes Sentry's before it listens on TCP).
+    env = manifest_env(
+        container,
+        PGHOST="127.0.0.1",
+        PGPORT=str(port),
+        PATH=server.path(),
+        WAIT_INTERVAL_SECONDS="1",
+        PGDATABASE="postgres",
+    )
     proc = _start(container, env)
     try:
         assert _wait_exit(proc, 3) is None, "must keep waiting while nothing listens"
@@ -53,7 +61,7 @@ def test_wait_for_postgres_blocks_while_down_and_exits_once_up(default_dist: Dis
         assert _wait_exit(proc, 15) == 0
         output = proc.stdout.read() if proc.stdout else ""
         assert "waiting for PostgreSQL at 127.0.0.1" in output
-        assert "is accepting connections" in output
+        assert "lets role sentry log in to database postgres" in output
     finally:
         proc.kill()
 
@@ -143,3 +151,76 @@ def test_wait_for_migrations_gives_up_after_its_timeout(default_dist: Dist, serv
     result = subprocess.run(wait["command"], env=env, capture_output=True, text=True, timeout=20, check=False)
     assert result.returncode == 1
     assert "gave up: no completed migrations for sentry:9.1.2 after 2s" in result.stderr
+
+
+# --- the login, not only a listening port (issue 19, item 4) -----------------------------
+
+
+def _run_wait(container: dict, server: PostgresServer, **overrides: str) -> subprocess.CompletedProcess[str]:
+    env = manifest_env(
+        container,
+        PGHOST="127.0.0.1",
+        PGPORT=str(server.port),
+        PATH=server.path(),
+        WAIT_INTERVAL_SECONDS="1",
+        **overrides,
+    )
+    return subprocess.run(container["command"], env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.parametrize(
+    ("override", "says", "points_to"),
+    [
+        (
+            {"PGPASSWORD": "not-the-servers-password"},
+            "password authentication failed",
+            "Rotating the PostgreSQL password",
+        ),
+        # Password authentication does not tell a missing role from a wrong password.
+        ({"PGUSER": "renamed"}, 'password authentication failed for user "renamed"', "Renaming the database user"),
+        ({"PGDATABASE": "renamed"}, 'database "renamed" does not exist', "Renaming the database user"),
+    ],
+    ids=["wrong password", "unknown role", "unknown database"],
+)
+def test_wait_for_postgres_fails_at_once_when_the_server_refuses_the_login(
+    default_dist: Dist, server: PostgresServer, override: dict[str, str], says: str, points_to: str
+) -> None:
+    server.start()
+    server.psql("CREATE DATABASE sentry")
+    container = _web_init(default_dist, "wait-for-postgres")
+    started = time.monotonic()
+    result = _run_wait(container, server, WAIT_TIMEOUT_SECONDS="60", **override)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert time.monotonic() - started < 15, "a refused login is not waited out"
+    assert says in result.stderr and "refused the login" in result.stderr
+    assert points_to in result.stderr
+    assert "not-the-servers-password" not in result.stdout + result.stderr
+
+
+def test_wait_for_postgres_logs_in_with_the_pods_credentials(default_dist: Dist, server: PostgresServer) -> None:
+    server.start()
+    server.psql("CREATE DATABASE sentry")
+    result = _run_wait(_web_init(default_dist, "wait-for-postgres"), server)
+    assert result.returncode == 0, result.stderr
+    assert "lets role sentry log in to database sentry" in result.stdout
+
+
+def test_wait_for_migrations_shows_psqls_error_instead_of_waiting_silently(
+    default_dist: Dist, server: PostgresServer
+) -> None:
+    """A role that may not read the marker (or any other psql failure) is said, not taken
+    for "not migrated yet"."""
+    server.start()
+    server.psql("CREATE DATABASE sentry")
+    server.psql("CREATE TABLE k8s_sentry_migrations (version text PRIMARY KEY)", database="sentry")
+    server.psql("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'")
+    wait = _web_init(default_dist, "wait-for-migrations")
+    result = _run_wait(wait, server, PGUSER="reader", PGPASSWORD="reader-pw", WAIT_TIMEOUT_SECONDS="1")
+    assert result.returncode == 1
+    assert "permission denied for table k8s_sentry_migrations" in result.stdout
+    assert "permission denied for table k8s_sentry_migrations" in result.stderr, "and in the final word"
+    # The expected case reads as such: no marker table yet.
+    server.psql("DROP TABLE k8s_sentry_migrations", database="sentry")
+    result = _run_wait(wait, server, WAIT_TIMEOUT_SECONDS="1")
+    assert "the migration Job has not recorded any migrations yet" in result.stdout
+    assert "psql:" not in result.stdout
