@@ -96,7 +96,7 @@ class ResolvedSecrets:
     path: Path | None = None
 
 
-def _read_file(path: Path) -> dict[str, str]:
+def read_secrets_file(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     try:
@@ -112,7 +112,7 @@ def _read_file(path: Path) -> dict[str, str]:
     return data
 
 
-def _write_file(path: Path, values: Mapping[str, str]) -> None:
+def write_secrets_file(path: Path, values: Mapping[str, str]) -> None:
     """Write atomically with mode 0600 so a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".yaml")
@@ -144,7 +144,7 @@ def resolve_secrets(
     if config.secrets.existing_secret:
         return ResolvedSecrets()
     env = os.environ if environ is None else environ
-    stored = _read_file(path)
+    stored = read_secrets_file(path)
     values: dict[str, str] = {}
     generated: list[str] = []
     lost = [
@@ -175,7 +175,7 @@ def resolve_secrets(
     if generated:
         from_env = {k.key for k in ALL_KEYS if env.get(k.env_var)}
         to_store = {**stored, **{k: v for k, v in values.items() if k not in from_env}}
-        _write_file(path, to_store)
+        write_secrets_file(path, to_store)
         print(
             f"generated {', '.join(generated)} into {path}; keep this file: re-synthesizing reads the same values back",
             file=sys.stderr,
