@@ -86,6 +86,8 @@ class Kubectl:
     """kubectl, as an argv prefix (["kubectl", "--context", "x"]); `runner` runs it."""
 
     prefix: Sequence[str] = ("kubectl",)
+    context: str | None = None
+    """The context the prefix names (`--context`); None: kubectl's current one."""
     runner: Runner = _run
     echo: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
@@ -155,7 +157,7 @@ def apply(
             + (f"{current[:12]} ({record.applied_at})" if record is not None and current else "gone")
             + ": something was applied (or the record moved) since. Run `make synth` again, then `make apply`."
         )
-    context = kubectl("config", "current-context").stdout.strip()
+    context = kubectl.context or kubectl("config", "current-context").stdout.strip()
     if record is not None and record.context and record.context != context:
         raise ApplyError(
             f"stack {namespace}/{release} was applied to kubectl context {record.context!r}, and kubectl now "
@@ -374,7 +376,13 @@ def main(argv: Sequence[str] | None = None, project_dir: Path | None = None) -> 
     args = parser.parse_args(argv)
     prefix = ["kubectl", *(["--context", args.context] if args.context else [])]
     try:
-        outcome = apply(args.dist, state_dir(root), Kubectl(prefix), delete_claims=args.delete_claim, only=args.only)
+        outcome = apply(
+            args.dist,
+            state_dir(root),
+            Kubectl(prefix, context=args.context),
+            delete_claims=args.delete_claim,
+            only=args.only,
+        )
     except (ApplyError, StateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -543,8 +543,8 @@ class FilestoreConfig(Storage):
         default="",
         description="Where Sentry's files were before they moved here: 'filesystem' (the claim), "
         "'s3://BUCKET' or 'gcs://BUCKET'. The synth refuses a change of where the files live unless "
-        "this names the old place, and copies nothing itself: follow docs/operations.md, Moving Sentry's "
-        "files between a volume and a bucket, first; remove it afterwards.",
+        "this names the old place, and copies nothing itself: follow "
+        "docs/operations.md, Moving Sentry's files between a volume and a bucket, first; remove it afterwards.",
         examples=["filesystem"],
     )
 

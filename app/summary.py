@@ -39,13 +39,24 @@ def summary(config: StackConfig, outdir: Path) -> str:
         "next:",
     ]
     if config.postgres.backup.enabled and config.postgres.backup.restore.enabled:
-        lines += [
-            "  RESTORE MODE: apply only the restore Job, with Sentry scaled to 0 (docs/operations.md, restore):",
-            f"  kubectl apply -f {outdir.name}/90-restore.k8s.yaml",
-            f"  (applying {outdir.name}/20-sentry.k8s.yaml now would scale Sentry back up)",
+        autoscaled = [
+            f"{config.release}-{name}"
+            for name, part in (("web", config.sentry.web), ("worker", config.sentry.worker))
+            if part.autoscaling.enabled
         ]
-    else:
-        lines.append(f"  kubectl apply -f {outdir.name}/")
+        lines += [
+            "  RESTORE MODE (docs/operations.md, restore runbook): with Sentry stopped,",
+            "  make apply        # the database objects, then the restore Job; nothing of Sentry",
+            f"  kubectl -n {ns} logs -f job/{config.release}-restore",
+            "  then restore.enabled: false, make synth, make apply: Sentry and the CronJobs come back",
+        ]
+        if autoscaled:
+            lines.append(
+                f"  ({', '.join(autoscaled)}: make apply scales them to min_replicas, an autoscaler never "
+                "scales up from 0; with plain kubectl, `kubectl scale` them yourself)"
+            )
+        return "\n".join(lines)
+    lines.append("  make apply        # kubectl apply -f dist/, delete what left it, record it")
     lines += [
         f"  kubectl -n {ns} get pods -w        # migrations take a few minutes on first start",
         f"  kubectl -n {ns} rollout status deployment/{web}",

@@ -6,7 +6,8 @@ answers the calls the script makes the way a healthy cluster would, with the out
 formats of the real programs where the script parses them (the backup and restore logs
 are the lines constructs/scripts/postgres-*.sh print). Two answers are real work:
 
-- `kubectl apply -f dist/90-restore.k8s.yaml` records which dump the restore Job names;
+- applying `dist/90-restore.k8s.yaml` (make apply, restore mode) records which dump the
+  restore Job names;
 - `kubectl run probe ... -- bash -c SCRIPT probe TARGETS` runs the script's probe for
   real, on this machine, with each target's host replaced by 127.0.0.1 and its port by
   the one in $E2E_STUB_PORTS (name=port,...): the fake Sentry's port for web, closed
@@ -80,6 +81,8 @@ def kubectl(args: list[str]) -> int:
 
     if verb == "version":
         print(json.dumps({"serverVersion": {"gitVersion": "v1.35.1"}}, indent=2))
+    elif verb == "get" and rest[1:2] == ["jobs"] and "json" in rest:
+        print(json.dumps({"items": []}))  # make apply: none still running
     elif verb == "get" and rest[1:2] == ["jobs"]:
         print("job.batch/sentry-migrations-0123abcd")
     elif verb == "get" and rest[1:2] == ["job"]:
@@ -101,12 +104,13 @@ def kubectl(args: list[str]) -> int:
         state["restarted"] = True
     elif verb == "scale":
         state["scaled_down"] = True
-    elif verb == "apply" and rest[2:3] == ["dist/90-restore.k8s.yaml"]:
+    elif verb == "apply" and rest[2:3] and rest[2].endswith("90-restore.k8s.yaml"):
         state["restore_manifest"] = Path(rest[2]).read_text()
     elif verb == "apply" and rest[2:3] == ["-"]:
         sys.stdin.read()  # as kubectl does; the writer of the pipe would see it broken otherwise
-    elif verb == "apply" and rest[2:3] == ["dist/"]:
+    elif verb == "apply" and rest[2:3] and Path(rest[2]).name == "dist":
         state["scaled_down"] = False
+        state["applied_dist"] = state.get("applied_dist", 0) + 1
     elif verb == "create" and rest[1] == "namespace":
         print(f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {rest[2]}")
     elif verb == "create" and rest[1] == "job":

@@ -273,3 +273,37 @@ def test_relative_links_point_to_files_and_headings_that_exist(path: Path) -> No
         assert linked.exists(), f"{path.name}: {target}: no such file"
         if anchor:
             assert anchor in _anchors(linked.read_text(encoding="utf-8")), f"{path.name}: {target}: no such heading"
+
+
+# Where the code sends a user: "docs/operations.md, <heading>", "…md, “<heading>”" or "…md#anchor".
+NAMED_SECTION = re.compile(r"docs/(\w+)\.md, “?([A-Z][^.,;:”)\n]+)")
+ANCHORED_SECTION = re.compile(r"docs/(\w+)\.md#([a-z0-9-]+)")
+CODE_THAT_POINTS_AT_DOCS = [
+    *sorted((PROJECT_DIR / "app").glob("*.py")),
+    *sorted((PROJECT_DIR / "constructs").glob("*.py")),
+    *sorted((PROJECT_DIR / "constructs" / "scripts").glob("*.sh")),
+    *sorted((PROJECT_DIR / "tools").glob("*.py")),
+    PROJECT_DIR / "main.py",
+]
+
+
+def test_every_section_the_code_names_is_a_heading_of_its_document() -> None:
+    """A refusal, a script's error or a setting's description that names a procedure sends the
+    user to a heading that exists (issue 19: "every procedure named in a refusal is in the docs,
+    under that name")."""
+    from app.procedures import PROCEDURES, anchor
+
+    named = 0
+    for path in CODE_THAT_POINTS_AT_DOCS:
+        text = path.read_text(encoding="utf-8")
+        for name, title in NAMED_SECTION.findall(text):
+            headings = {h.strip() for h in re.findall(r"^#+ (.+)$", doc(f"{name}.md"), flags=re.M)}
+            # "Capacity" names "Capacity: why ...": a heading's words up to its colon will do.
+            short = {h.split(":", 1)[0] for h in headings}
+            assert title.strip() in headings | short, f"{path.name} names {name}.md, “{title}”: no such heading"
+            named += 1
+        for name, slug in ANCHORED_SECTION.findall(text):
+            assert slug in _anchors(doc(f"{name}.md")), f"{path.name}: {name}.md#{slug}: no such heading"
+    assert named >= 5, "the pattern finds the references"
+    for title in PROCEDURES.values():
+        assert anchor(title) in _anchors(doc("operations.md")), title

@@ -160,7 +160,7 @@ def _project_copy(tmp_path: Path) -> Path:
         shutil.copy(PROJECT_DIR / name, copy / name)
     for name in ("app", "constructs", "imports", "config"):
         shutil.copytree(PROJECT_DIR / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("e2e.sh", "e2e_http.py", "e2e_values.py"):
+    for name in ("e2e.sh", "e2e_http.py", "e2e_values.py", "apply.py"):
         shutil.copy(PROJECT_DIR / "tools" / name, copy / "tools" / name)
     (copy / ".venv").symlink_to(PROJECT_DIR / ".venv")
     return copy
@@ -230,6 +230,9 @@ def test_e2e_script_runs_its_whole_course_against_a_stub_cluster(tmp_path: Path,
     assert rows["network-policies"][1].endswith("postgresql blocked redis blocked web open ")
 
     state = json.loads((stub_dir / "state.json").read_text())
+    # make apply, the documented command, applied dist/ twice: at first, and after the restore.
+    assert state["applied_dist"] == 2
+    assert not (project / ".state").exists(), "the run's apply record stays with the run"
     # The restore Job that was applied names the dump the backup Job logged.
     assert "value: sentry-20261130T075300Z\n" in state["restore_manifest"]
     assert (stub_dir / "probe-targets.txt").read_text().split() == [

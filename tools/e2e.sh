@@ -81,6 +81,8 @@ fi
 
 values="$(.venv/bin/python tools/e2e_values.py show "$config")" || { echo "e2e: cannot read $config" >&2; exit 1; }
 work="$(mktemp -d "${TMPDIR:-/tmp}/sentry-e2e.XXXXXX")"
+# The apply record of this throwaway cluster stays with the run, not in the project's .state/.
+export SENTRY_K8S_STATE_DIR="$work/state"
 value() { sed -n "s/^$1=//p" <<<"$values"; }
 ns="$(value namespace)"
 release="$(value release)"
@@ -198,6 +200,9 @@ wait_gone() {
   return 1
 }
 
+# The documented apply, on this cluster's context only.
+apply_dist() { make --no-print-directory apply ARGS="--context $context"; }
+
 rollouts() {
   local d
   for d in "$@"; do
@@ -305,7 +310,7 @@ web_url() {
 
 check_deploy() {
   make --no-print-directory synth CONFIG="$config" >"$work/synth.log" 2>&1 || { cat "$work/synth.log" >&2; detail="make synth failed"; return 1; }
-  kc apply -f dist/ || { detail="kubectl apply failed"; return 1; }
+  apply_dist >"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; detail="make apply failed"; return 1; }
   local deadline=$((SECONDS + deploy_timeout)) started=$SECONDS job sts
   for sts in postgresql redis; do
     k rollout status "statefulset/$release-$sts" --timeout="$((deadline - SECONDS))s" ||
@@ -387,7 +392,8 @@ check_backup_restore() {
   .venv/bin/python tools/e2e_values.py restore-values "$config" "$dump" "$restore_values" || { detail="restore values"; return 1; }
   make --no-print-directory synth CONFIG="$restore_values" >"$work/synth.log" 2>&1 || { cat "$work/synth.log" >&2; detail="make synth (restore) failed"; return 1; }
   k delete job "$release-restore" --ignore-not-found || { detail="cannot delete the old restore Job"; return 1; }
-  kc apply -f dist/90-restore.k8s.yaml || { detail="cannot apply the restore Job"; return 1; }
+  # Restore mode: the database objects, then the restore Job; Sentry stays stopped.
+  apply_dist >"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; detail="cannot apply the restore Job"; return 1; }
   wait_job "$release-restore" "$job_timeout" || { k logs "job/$release-restore" >&2 || true; diagnose; detail="restore job failed"; return 1; }
   k logs "job/$release-restore" >"$work/restore.log" || true
   cat "$work/restore.log"
@@ -399,7 +405,7 @@ check_backup_restore() {
 
   # Step 6: restore off, synthesize, apply; Sentry and the schedules come back.
   make --no-print-directory synth CONFIG="$config" >"$work/synth.log" 2>&1 || { cat "$work/synth.log" >&2; detail="make synth failed"; return 1; }
-  kc apply -f dist/ || { detail="kubectl apply after the restore failed"; return 1; }
+  apply_dist >"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; detail="make apply after the restore failed"; return 1; }
   rollouts web worker cron || { diagnose; detail="Sentry did not come back after the restore"; return 1; }
   for cj in "${cronjobs[@]}"; do
     [[ $(k get cronjob "$cj" -o jsonpath='{.spec.suspend}') == false ]] || { detail="$cj is still suspended"; return 1; }
