@@ -174,7 +174,8 @@ def _problem(args: argparse.Namespace, config: StackConfig, new: Path, result) -
         listed = "\n".join(f"  - {f.render()}" for f in result.refusals)
         tokens = " ".join(f"--confirm {t}" for t in sorted({f.confirm for f in result.refusals if f.confirm}))
         again = f"Then pass the flags: {_rerun(args, tokens)}." if tokens else ""
-        problems.append(f"this change needs a procedure first (against {result.base}):\n{listed}\n{again}".rstrip())
+        against = f" (against {result.base})" if result.base else ""
+        problems.append(f"this change needs a procedure first{against}:\n{listed}\n{again}".rstrip())
     if problems:
         return "\n".join(problems)
     problem = capacity_problem(config, load_objects(new))
@@ -230,13 +231,19 @@ def _stack_context(config: StackConfig, outdir: Path) -> tuple[dict, list[dict]]
 
 
 def _applied_secret_keys(config: StackConfig, context: dict, previous: list[dict], outdir: Path) -> dict[str, str]:
-    """The secret keys the stack already has: a lost secrets file must not make new ones."""
+    """The secret keys the stack already has: a lost secrets file must not make new ones.
+
+    Once the stack was applied, its servers have every password that can be generated, in
+    the generated Secret or in the user's own (secrets.existing_secret, turned off again):
+    none may be invented. Without a record, the previous dist/'s Secret says which it has."""
+    from app.secrets_store import ALL_KEYS
     from app.state import secret_values
 
     name = f"{config.release}-secrets"
     record = context["record"]
     if record is not None:
-        return dict.fromkeys(record.secret_digests.get(name, {}), f"the apply record {record.path} has digests of them")
+        where = f"it was applied (the apply record {record.path})"
+        return {key.key: where for key in ALL_KEYS if key.generated_length}
     for obj in previous:
         if obj["kind"] == "Secret" and obj["metadata"]["name"] == name:
             return dict.fromkeys(secret_values(obj), f"{outdir.name}/10-secrets.k8s.yaml has them")
@@ -257,9 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         context, previous = _stack_context(config, outdir)
         secrets_path = Path(os.environ.get(SECRETS_FILE_ENV) or default_secrets_file(config, PROJECT_DIR))
         applied = {} if "new-secrets" in args.confirm else _applied_secret_keys(config, context, previous, outdir)
+        from app.day2 import secret_name
+
+        record = context["record"]
+        read = (secret_name(record.objects) if record is not None else "") or f"{config.release}-secrets"
         recovery = (
             "Recover them (docs/operations.md, “Recovering lost secrets”): from the cluster, "
-            f"`kubectl -n {config.namespace} get secret {config.release}-secrets -o json | "
+            f"`kubectl -n {config.namespace} get secret {read} -o json | "
             f".venv/bin/python tools/recover_secrets.py --to {secrets_path}`"
             + (
                 f", or from {outdir.name}/: `.venv/bin/python tools/recover_secrets.py --to {secrets_path} "

@@ -264,7 +264,7 @@ def location_findings(old: Facts, new: Facts, config: StackConfig, old_claims: C
         found.append(
             Finding(
                 f"{what} would move from {before} to {after}, and nothing copies the data: {hazard}. Move it "
-                f"first, then say so in the values: {field_name}.migrate_from: {token}",
+                f"first, then say so in the values: `{field_name}.migrate_from: {token}`",
                 procedure=procedure,
             )
         )
