@@ -109,3 +109,46 @@ def test_cdk8s_synth_and_python_main_produce_the_same_dist(
     else:  # production.yaml: an existing Secret, three web replicas
         assert set(from_cli) == {"00-namespace.k8s.yaml", "20-sentry.k8s.yaml"}
         assert b"replicas: 3" in from_cli["20-sentry.k8s.yaml"]
+
+
+def test_the_cli_route_compares_with_what_was_applied_and_takes_flags_through_make(tmp_path: Path) -> None:
+    """Issue 22: `make synth-cli` deletes dist/ first, so only the apply record can tell what
+    was applied; ARGS reaches the app (SENTRY_K8S_SYNTH_ARGS) as it does for `make synth`."""
+    from tests.conftest import make_apply, synth
+    from tests.fake_kubectl import FakeCluster
+
+    project = _project_copy(tmp_path)
+    shutil.copy(PROJECT_DIR / "Makefile", project / "Makefile")
+    (project / "tools").mkdir()
+    (project / "tools" / "node_modules").symlink_to(PROJECT_DIR / "tools" / "node_modules")
+    state = tmp_path / "state"
+    applied = tmp_path / "applied"
+    assert synth(tmp_path, "redis: {storage: {storage_class: fast}}", outdir=applied, state=state)[0] == 0
+    make_apply(applied, state, FakeCluster(tmp_path / "cluster.json"))
+    (project / "values.yaml").write_text("redis: {storage: {storage_class: slow}}\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SENTRY_K8S_")},
+        **secret_env(TEST_SECRETS),
+        "SENTRY_K8S_SECRETS_FILE": str(tmp_path / "secrets.yaml"),
+        "SENTRY_K8S_STATE_DIR": str(state),
+    }
+
+    def make(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "--no-print-directory", "synth-cli", "CONFIG=values.yaml", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    refused = make()
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    assert "PersistentVolumeClaim sentry/data-sentry-redis-0: spec.storageClassName" in output
+    assert "--allow-apply-conflicts" in output
+    done = make("ARGS=--allow-apply-conflicts --quiet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "storageClassName: slow" in (project / "dist" / "20-sentry.k8s.yaml").read_text()

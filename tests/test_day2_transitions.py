@@ -791,3 +791,22 @@ def test_the_judge_catches_what_the_issue_found(tmp_path: Path) -> None:
     make_apply(world.dist, world.state, world.cluster)
     with pytest.raises(Violation, match=r"looks for its db at ext:10\.0\.8\.5"):
         judge_applied(world, values, {}, err, {}, "all")
+
+
+def test_patch_and_minor_bumps_and_features_stay_a_plain_apply(tmp_path: Path) -> None:
+    """What is safe must not be refused: a procedure for every change would teach users to
+    pass --confirm without reading."""
+    plain = [
+        ["PostgreSQL patch release"],
+        ["Redis patch release"],
+        ["Redis 7.2"],  # an upgrade reads the older files
+        ["Redis password rotated"],  # in the cluster: Redis restarts with it, its clients roll
+        ["Sentry secret key rotated"],
+        ["PostgreSQL on bullseye"],  # the same C library: warned (REINDEX), not refused
+        ["cleanup off", "metrics on", "network policies off", "autoscaling on"],
+        ["existing_secret on"],
+        ["node port changed"],
+    ]
+    for names in plain:
+        world = _fresh(tmp_path / "-".join(names).replace(" ", "_").replace(".", ""))
+        assert step(world, [BY_NAME[n] for n in names]) == "applied", names
