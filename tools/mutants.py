@@ -63,7 +63,7 @@ DIRECT_TESTS = {
     "app/apply_rules.py": ["test_day2.py"],
     "app/capacity.py": ["test_sentry_tier.py", "test_cluster_features.py"],
     "constructs/endpoints.py": ["test_external.py", "test_props.py"],
-    "app/stack.py": ["test_props.py", "test_external.py", "test_cluster_features.py"],
+    "app/stack.py": ["test_props.py", "test_external.py", "test_cluster_features.py", "test_day2_secrets.py"],
     "constructs/sentry_runtime.py": ["test_wiring.py", "test_external.py"],
     "constructs/postgres_with_backup.py": ["test_wiring.py", "test_external.py"],
     "constructs/network_policies.py": ["test_security.py", "test_cluster_features.py", "test_external.py"],
@@ -75,6 +75,14 @@ DIRECT_TESTS = {
     "constructs/sentry_worker.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
     "constructs/sentry_cron.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
     "constructs/sentry_cleanup.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
+    "constructs/scripts/copy-volume.sh": ["test_procedures.py"],
+    "app/day2.py": ["test_day2_review.py", "test_apply.py", "test_day2_secrets.py", "test_day2_transitions.py"],
+    "app/applier.py": ["test_apply.py", "test_day2_transitions.py"],
+    "app/state.py": ["test_apply.py", "test_day2_secrets.py"],
+    "main.py": ["test_apply.py", "test_day2_secrets.py", "test_day2.py"],
+    "app/values.py": ["test_day2_review.py", "test_bad_input.py"],
+    "tools/recover_secrets.py": ["test_day2_secrets.py"],
+    "tools/postgres_sql.py": ["test_day2_secrets.py"],
 }
 SNAPSHOT_TEST = "test_snapshot.py"
 TIMEOUT_SECONDS = 900
