@@ -68,13 +68,22 @@ DIRECT_TESTS = {
     "constructs/postgres_with_backup.py": ["test_wiring.py", "test_external.py"],
     "constructs/network_policies.py": ["test_security.py", "test_cluster_features.py", "test_external.py"],
     "constructs/placement.py": ["test_cluster_features.py"],
-    "constructs/workload.py": ["test_wiring.py", "test_cluster_features.py"],
+    "constructs/workload.py": ["test_front_door.py", "test_wiring.py", "test_cluster_features.py"],
     "constructs/redis_broker.py": ["test_wiring.py", "test_redis_scripts.py"],
     "constructs/sentry_migrations.py": ["test_sentry_tier.py", "test_migration_script.py"],
     "constructs/sentry_web.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
     "constructs/sentry_worker.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
     "constructs/sentry_cron.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
     "constructs/sentry_cleanup.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
+    "constructs/checks.py": ["test_front_door.py", "test_bad_input.py"],
+    "constructs/props.py": ["test_front_door.py", "test_bad_input.py"],
+    "constructs/sentry.py": ["test_front_door.py", "test_props.py", "test_security.py"],
+    "constructs/kube.py": ["test_wiring.py", "test_foundation.py"],
+    "constructs/postgres_backup.py": ["test_wiring.py", "test_foundation.py", "test_backup.py"],
+    "constructs/postgres_restore.py": ["test_wiring.py", "test_backup.py"],
+    "constructs/images.py": ["test_image_contract.py"],
+    "constructs/naming.py": ["test_front_door.py", "test_foundation.py"],
+    "app/props_model.py": ["test_bad_input.py", "test_props.py"],
 }
 SNAPSHOT_TEST = "test_snapshot.py"
 TIMEOUT_SECONDS = 900
