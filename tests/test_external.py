@@ -174,7 +174,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postg
     shutil.rmtree(server_dir, ignore_errors=True)
 
 
-def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path) -> subprocess.CompletedProcess:
     (job,) = dist.of_kind("Job")
     container = find_container(job, name)
     env = manifest_env(
@@ -183,7 +183,6 @@ def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path, tmp_path:
         PGPORT=str(server.port),
         PATH=server.path(),
         PGSSLROOTCERT=str(ca),
-        SENTRY_ADMIN_PENDING_FILE=str(tmp_path / "pending"),
         WAIT_TIMEOUT_SECONDS="2",
         WAIT_INTERVAL_SECONDS="1",
     )
@@ -191,13 +190,24 @@ def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path, tmp_path:
     return subprocess.run(container["command"], env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
+def _migrate(dist: Dist, server: PostgresServer, ca: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The migrate container's script (its lock session is Sentry's psycopg2 over libpq),
+    with a stand-in `sentry`; the libpq TLS settings come from the manifest."""
+    from tests.test_migration_script import MigrationJob
+
+    job = MigrationJob(dist, server, tmp_path, PGSSLROOTCERT=str(ca))
+    assert job.env["PGSSLMODE"] == "verify-full"
+    return job.run().result
+
+
 def test_clients_connect_with_verify_full_to_a_server_signed_by_the_ca(
     external: Dist, tls_server: tuple[PostgresServer, Path], tmp_path: Path
 ) -> None:
     server, certs = tls_server
-    for step in ("wait-for-postgres", "admin-bootstrap-check", "mark-migrated"):
-        result = _run_step(external, step, server, certs / "ca.crt", tmp_path)
-        assert result.returncode == 0, f"{step}: {result.stdout}{result.stderr}"
+    result = _run_step(external, "wait-for-postgres", server, certs / "ca.crt")
+    assert result.returncode == 0, f"wait-for-postgres: {result.stdout}{result.stderr}"
+    result = _migrate(external, server, certs / "ca.crt", tmp_path)
+    assert result.returncode == 0, f"migrate: {result.stdout}{result.stderr}"
     # (That TLS is really in use shows in the next test: another CA makes them fail.)
 
 
@@ -212,7 +222,7 @@ def test_clients_refuse_a_server_their_ca_did_not_sign(
          "-keyout", "other.key", "-out", "other.crt"],
         cwd=other, check=True, capture_output=True,
     )  # fmt: skip
-    result = _run_step(external, "admin-bootstrap-check", server, other / "other.crt", tmp_path)
+    result = _migrate(external, server, other / "other.crt", tmp_path / "run")
     assert result.returncode != 0
     assert "certificate verify failed" in result.stderr
 
