@@ -3,7 +3,8 @@ stand-in `sentry` command.
 
 The script is taken from the synthesized Job, not copied. It holds a real PostgreSQL
 advisory lock for its whole sequence (its Python program runs on the tests' Python,
-with psycopg2, as it runs on the image's Python 2.7). The stand-in records every call,
+with psycopg2, as it runs on the image's Python 2.7; MIGRATION_TEST_PYTHON chooses
+another interpreter). The stand-in records every call,
 and each `upgrade` writes when it started and ended (and how many migration locks the
 server showed at its start), so the tests can see whether two runs overlapped. It acts on
 the database as Sentry would: `upgrade` creates a minimal auth_user, `createuser`
@@ -90,7 +91,10 @@ class MigrationJob:
         (bin_dir / "sentry").write_text(STAND_IN)
         (bin_dir / "sentry").chmod(0o755)
         # A wrapper, not a link: the venv (with psycopg2) is found from the path it is started by.
-        (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        # MIGRATION_TEST_PYTHON names another interpreter with psycopg2, e.g. a Python 2.7 like
+        # the image's: `MIGRATION_TEST_PYTHON="env PYTHONPATH=/site python2.7" pytest ...`.
+        python = os.environ.get("MIGRATION_TEST_PYTHON") or f'"{sys.executable}"'
+        (bin_dir / "python").write_text(f'#!/bin/sh\nexec {python} "$@"\n')
         (bin_dir / "python").chmod(0o755)
         self.events = tmp_path / "events"
         self.env = {
