@@ -4,10 +4,11 @@
   a PostgresBackup of it.
 - PostgresBackup: for any PostgresEndpoint, the backup volume and a CronJob running
   constructs/scripts/postgres-backup.sh (verified, parallel directory-format dumps of
-  the Sentry database, the roles and the filestore; retention), and with an `offsite`
+  the Sentry database (of every database, for the in-cluster server), the roles and the
+  filestore; retention), and with an `offsite`
   copy a second step copying each new backup to S3.
 - PostgresRestore: a Job running constructs/scripts/postgres-restore.sh, which
-  replaces the Sentry database (and optionally the filestore) with a backup from the
+  replaces the backup's databases (and optionally the filestore) with a backup from the
   backup volume. SentryStack puts it in its own chart (dist/90-restore.k8s.yaml) and
   only when the values ask for it (`postgres.backup.restore.enabled`).
 """
@@ -302,8 +303,9 @@ class PostgresBackupProps:
 
 
 class PostgresBackup(Construct):
-    """A volume of its own and a CronJob writing verified backups of the Sentry database to
-    it (constructs/scripts/postgres-backup.sh), with the roles where the user may read them,
+    """A volume of its own and a CronJob writing verified backups of the Sentry database (of
+    every database of the in-cluster server) to it (constructs/scripts/postgres-backup.sh),
+    with the roles where the user may read them,
     and an optional copy to S3. Works against any PostgresEndpoint: the in-cluster server,
     or a managed one whose user is the database's owner and not a superuser."""
 
@@ -342,16 +344,22 @@ class PostgresBackup(Construct):
         # `auto` asks the server whether the user may read the roles; a managed server's
         # owner role may not, and the endpoint knows that already.
         roles = "no" if backup.roles == "auto" and not postgres.can_dump_roles else backup.roles
+        # The stack's own server (its pods run here) holds nothing but what its users put
+        # there: all of it is backed up, as pg_dumpall would. An external server's other
+        # databases are not the stack's to back up or restore (and a managed server's owner
+        # role cannot read them): only Sentry's.
+        databases = "all" if postgres.network.pods is not None else "one"
         dump = kplus.ContainerProps(
             name="backup",
             image=postgres.client_image,
             image_pull_policy=pull_policy(self.props.image_pull_policy),
             command=bash_command("postgres-backup"),
             env_variables={
-                # PGDATABASE is the Sentry database: the backup dumps it, not the cluster.
+                # PGDATABASE is the Sentry database: the backup dumps it first, into db/.
                 **postgres.client_env(),
                 **plain_env(
                     {
+                        "BACKUP_DATABASES": databases,
                         "BACKUP_DIR": BACKUP_MOUNT,
                         "BACKUP_KEEP": str(backup.keep),
                         "BACKUP_COMPRESSION_LEVEL": str(backup.compression_level),
@@ -476,7 +484,7 @@ class PostgresRestoreProps:
 class PostgresRestore(Construct):
     """A Job that restores a backup from the backup volume into the running server.
 
-    It replaces the Sentry database (and the roles and filestore, see its props), so it is synthesized only on
+    It replaces the backup's databases (and the roles and filestore, see its props), so it is synthesized only on
     demand, into a chart of its own; see the restore runbook in docs/operations.md. The Job never
     retries (a failed restore wants a person), has no TTL (a finished Job stays, so
     re-applying the same manifest does not restore again), mounts the backups

@@ -50,8 +50,8 @@ SLOW_LAST = ["test_migration_script.py", "test_wait_scripts.py", "test_cli_synth
 # run before everything else for its mutants: the whole suite still runs when they pass,
 # but a mutant they kill does not wait minutes for the slow files to come round.
 DIRECT_TESTS = {
-    "constructs/scripts/postgres-backup.sh": ["test_backup.py"],
-    "constructs/scripts/postgres-restore.sh": ["test_backup.py"],
+    "constructs/scripts/postgres-backup.sh": ["test_backup.py", "test_external.py"],
+    "constructs/scripts/postgres-restore.sh": ["test_external.py", "test_backup.py"],
     "constructs/scripts/postgres-backup-offsite.sh": ["test_backup.py"],
     "constructs/scripts/wait-for-postgres.sh": ["test_wait_scripts.py"],
     "constructs/scripts/wait-for-migrations.sh": ["test_wait_scripts.py"],
@@ -63,7 +63,7 @@ DIRECT_TESTS = {
     "constructs/endpoints.py": ["test_external.py", "test_props.py"],
     "app/stack.py": ["test_props.py", "test_external.py", "test_cluster_features.py"],
     "constructs/sentry_runtime.py": ["test_wiring.py", "test_external.py"],
-    "constructs/postgres_with_backup.py": ["test_wiring.py", "test_external.py"],
+    "constructs/postgres_with_backup.py": ["test_wiring.py", "test_external.py", "test_backup.py"],
     "constructs/network_policies.py": ["test_security.py", "test_cluster_features.py", "test_external.py"],
     "constructs/placement.py": ["test_cluster_features.py"],
     "constructs/workload.py": ["test_wiring.py", "test_cluster_features.py"],
