@@ -13,28 +13,26 @@ Without Helm hooks, ordering comes from waiting, not from install phases:
 The records are written only after every Sentry step succeeded, in one transaction.
 
 A Job's pod template is immutable, so the Job is named after its complete rendered
-pod template (`name_by_pod_template`, applied after every other patch): any
+pod template (`workload.name_by_frozen_fields`, when the chart is synthesized): any
 change to the template is a new Job (and new migrations), anything else keeps the
 name, and re-applying an unchanged dist/ leaves the finished Job alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol, runtime_checkable
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
+from constructs.checks import Pattern, Range, props
+from constructs.kube import bash_command, plain_env, seconds, secret_env
 from constructs.naming import Component
-from constructs.placement import apply_pod_settings
-from constructs.pod_security import harden
 from constructs.props import PodSettings, Resources, resources
-from constructs.secret_keys import ADMIN_PASSWORD
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import bash_command, name_by_pod_template, plain_env, seconds, secret_env
 
 
+@runtime_checkable
 class MigrationGate(Protocol):
     """What a Sentry workload waits for before it starts: the database migrated for its image.
     SentryMigrations is one; a workload names it in its props."""
@@ -44,30 +42,39 @@ class MigrationGate(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class SentryMigrationsProps:
-    """Props of SentryMigrations."""
+Email = Annotated[str, Pattern(r"[^@\s]+@[^@\s]+", "an email address such as admin@example.com")]
 
-    component: Component
-    """Names and labels of the Job (its name gets a suffix: the pod template's hash)."""
-    runtime: SentryRuntime
-    """The shared Sentry pod configuration."""
+
+@props
+class SentryMigrationsOptions:
+    """What a user chooses about the migrations and the first superuser."""
+
     # The request is what the scheduler reserves; the limit is what `sentry upgrade` may use
     # (about 3 GB of memory, and a whole CPU while it runs, which the idle pods leave free).
     # See docs/operations.md, Capacity, for the arithmetic.
     resources: Resources = resources("50m", "600Mi", "1", "3200Mi")
     """Requests and limits of `sentry upgrade`. Default: 50m / 600Mi requested, 1 CPU / 3200Mi
     at most (the old chart's migrations were OOM-killed below about 3 GB)."""
-    backoff_limit: int = 3
+    backoff_limit: Annotated[int, Range(0, 10)] = 3
     """Retries of a failed run. Default: 3."""
-    active_deadline_seconds: int = 3600
+    active_deadline_seconds: Annotated[int, Range(300, None)] = 3600
     """Kill a run that takes longer. Default: 3600 (an hour)."""
-    admin_email: str = "admin@example.com"
+    admin_email: Email = "admin@example.com"
     """Email (login) of the superuser. Default: admin@example.com."""
     create_admin: bool = True
     """Create the superuser on the first successful run. Default: true."""
     pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
+
+
+@props
+class SentryMigrationsProps(SentryMigrationsOptions):
+    """Props of SentryMigrations: the options, and what the Job runs with."""
+
+    component: Component
+    """Names and labels of the Job (its name gets a suffix: the pod template's hash)."""
+    runtime: SentryRuntime
+    """The shared Sentry pod configuration."""
 
 
 class SentryMigrations(Construct):
@@ -86,7 +93,7 @@ class SentryMigrations(Construct):
                     "SENTRY_MIGRATION_VERSION": rt.migration_version,
                 }
             ),
-            "SENTRY_ADMIN_PASSWORD": secret_env(rt.props.secret, ADMIN_PASSWORD.key),
+            "SENTRY_ADMIN_PASSWORD": secret_env(rt.props.secret, rt.props.secret_keys.admin_password),
         }
         self.job = kplus.Job(
             self,
@@ -107,10 +114,9 @@ class SentryMigrations(Construct):
                 )
             ],
         )
-        harden(self.job, rt.props.service_account)
-        apply_pod_settings(self.job, props.pods, comp)
-        # Last: the name hashes the Job's final pod template, hardening included.
-        self.name = name_by_pod_template(self.job, comp.name)
+        # The name is set when the chart is synthesized, from the Job's final pod template
+        # (hardening included, and anything added to it after construction).
+        rt.finish(self.job, comp, props.pods, {"migrate": props.resources}, job_name=comp.name)
 
     def wait_container(self, scope: Construct) -> kplus.ContainerProps:
         """Init container: block until this Job recorded the image's migrations as done."""
