@@ -525,6 +525,10 @@ class SentryConfig(Model):
         description="Show Sentry's Register form on the login page, so anyone who reaches it can make "
         "an account; off: the admin invites members.",
     )
+    beacon: bool = Field(
+        default=prop_default(SentryRuntimeOptions, "beacon"),
+        description="Send Sentry's anonymous usage beacon (version and counts) to sentry.io every hour.",
+    )
     web: WebConfig = Field(default_factory=WebConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     cron: CronConfig = Field(default_factory=CronConfig)

@@ -68,6 +68,11 @@ def pod_spec_path(kind: str) -> str | None:
     return _POD_SPEC_PATHS.get(kind)
 
 
+def pod_specs(manifest: dict) -> list[dict]:
+    """The pod spec inside a workload manifest, as a list (empty for other objects)."""
+    return [_pod_spec(manifest)] if pod_spec_path(manifest.get("kind", "")) is not None else []
+
+
 def _pod_spec(manifest: dict) -> dict:
     spec: dict = manifest
     for part in _POD_SPEC_PATHS[manifest["kind"]].strip("/").split("/"):

@@ -396,4 +396,20 @@ class Sentry(Construct):
         )
 
 
-__all__ = ["S3Filestore", "Sentry", "SentryProps", "ServiceAccountOptions"]
+# What a user of the front door names most often, importable from here.
+__all__ = [
+    "BackupOptions",
+    "GcsFilestore",
+    "PodSettings",
+    "S3Filestore",
+    "Sentry",
+    "SentryCleanupOptions",
+    "SentryCronOptions",
+    "SentryMigrationsOptions",
+    "SentryProps",
+    "SentryRuntimeOptions",
+    "SentryWebOptions",
+    "SentryWorkerOptions",
+    "ServiceAccountOptions",
+    "Storage",
+]

@@ -180,7 +180,26 @@ class _FinishAtSynth:
         harden(self.workload, self.service_account)
         if self.job_name is not None:
             name_by_frozen_fields(api_object, self.job_name)
-        return []
+        return self._made_twice()
+
+    def _made_twice(self) -> list[str]:
+        """Objects of the workload's construct whose kind and name another object of the chart
+        has too (two constructs given the same Component): `kubectl apply` would make one
+        object of the two, silently."""
+        chart = cdk8s.Chart.of(self.workload)
+        every: dict[tuple[str, str], int] = {}
+        for node in chart.node.find_all():
+            if isinstance(node, cdk8s.ApiObject):
+                key = (node.kind, node.name)
+                every[key] = every.get(key, 0) + 1
+        scope = self.workload.node.scope
+        assert scope is not None
+        own = {(n.kind, n.name) for n in scope.node.find_all() if isinstance(n, cdk8s.ApiObject)}
+        return [
+            f"{kind} {name} is made twice in chart {chart.node.id}: give each construct its own Component"
+            for kind, name in sorted(own)
+            if every[(kind, name)] > 1
+        ]
 
     def _exact_resources(self, api_object: cdk8s.ApiObject) -> None:
         manifest = api_object.to_json()
