@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.stack import SentryStack
     from app.summary import summary
-    from constructs.props import ConfigurationConflict
+    from constructs.checks import ConfigurationConflict, PropsError
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         app = cdk8s.App(outdir=str(staging))
         try:
             SentryStack(app, config, resolved.values)
-        except ConfigurationConflict as exc:  # a combination of settings only the constructs can see
+        except (ConfigurationConflict, PropsError) as exc:  # what only the constructs' own checks see
             shutil.rmtree(staging, ignore_errors=True)
             return _refuse(f"{args.config}: {exc}", outdir)
         app.synth()

@@ -1,12 +1,18 @@
-"""SentryStack: composes the whole stack into three charts, one file each in dist/.
+"""SentryStack: the values file's stack, as charts: one file each in dist/.
 
 - `00-namespace`: the Namespace, first, so `kubectl apply -f dist/` creates it before
   anything that lives in it;
 - `10-secrets`: the Secret alone, so the rest of dist/ can be reviewed, diffed or
   committed without secret material (absent with `secrets.existing_secret`);
-- `20-sentry`: everything else, including the NetworkPolicies and the pods' ServiceAccount;
+- `20-sentry`: everything else: the `Sentry` construct (constructs/sentry.py), which makes
+  the NetworkPolicies and the pods' ServiceAccount too;
 - `90-restore`: the PostgreSQL restore Job, only with `postgres.backup.restore.enabled`
   (it replaces the databases: see the restore runbook in docs/operations.md).
+
+The values model (app/config.py) names its keys after the constructs' options, so the
+mapping below copies the groups over (`_props`) and writes out only what the stack derives
+itself: toggles become present-or-None option groups, a release's names, the capacity
+target's single node.
 """
 
 from __future__ import annotations
@@ -16,9 +22,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import cdk8s
 import cdk8s_plus_27 as kplus
@@ -36,76 +40,26 @@ from constructs.endpoints import (
 )
 from constructs.namespace import SentryNamespace, SentryNamespaceProps
 from constructs.naming import Component, image_tag
-from constructs.network_policies import NetworkPolicies, NetworkPoliciesProps
-from constructs.pod_security import (
-    SERVICE_ACCOUNT_COMPONENT,
-    service_account,
-    unhardened,
-)
-from constructs.postgres_with_backup import (
-    BackupOptions,
-    OffsiteCopy,
-    PostgresBackup,
-    PostgresBackupProps,
-    PostgresRestore,
-    PostgresRestoreProps,
-    PostgresWithBackup,
-    PostgresWithBackupProps,
-)
+from constructs.network_policies import NetworkPoliciesOptions
+from constructs.pod_security import unhardened
+from constructs.postgres_backup import BackupOptions, OffsiteCopy
+from constructs.postgres_restore import PostgresRestore, PostgresRestoreProps
+from constructs.postgres_with_backup import PostgresOptions
 from constructs.props import GcsFilestore, S3Filestore, Storage
-from constructs.redis_broker import RedisBroker, RedisBrokerProps
+from constructs.redis_broker import RedisOptions
 from constructs.secret_keys import SENTRY_SECRET_KEY
-from constructs.sentry_cleanup import SentryCleanup, SentryCleanupProps
-from constructs.sentry_cron import SentryCron, SentryCronProps
-from constructs.sentry_migrations import SentryMigrations, SentryMigrationsProps
-from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime, SentryRuntimeProps
-from constructs.sentry_web import SentryWeb, SentryWebProps, WebIngress
-from constructs.sentry_worker import SentryWorker, SentryWorkerProps
+from constructs.sentry import Sentry, SentryProps, ServiceAccountOptions
+from constructs.sentry_cleanup import SentryCleanupOptions
+from constructs.sentry_cron import SentryCronOptions
+from constructs.sentry_migrations import SentryMigrationsOptions
+from constructs.sentry_runtime import SentryRuntimeOptions
+from constructs.sentry_web import SentryWebOptions, WebIngress
+from constructs.sentry_worker import SentryWorkerOptions
 from constructs.stack_secrets import StackSecrets, StackSecretsProps
-from constructs.statsd_exporter import METRICS_PORT, STATSD_PORT, StatsdExporter, StatsdExporterProps
+from constructs.statsd_exporter import StatsdExporterOptions
 from constructs.workload import CpuAutoscaling
 
-
-@dataclass(frozen=True)
-class StackNames:
-    """The components of one stack, named from its values (see naming.py)."""
-
-    config: StackConfig
-
-    def _make(self, app: str, component: str, image: str) -> Component:
-        return Component(self.config.release, app, component, image_tag(image))
-
-    @property
-    def postgres(self) -> Component:
-        return self._make("postgresql", "postgresql", self.config.postgres.image)
-
-    @property
-    def backup(self) -> Component:
-        return self._make("postgresql", "backup", self.config.postgres.image)
-
-    @property
-    def restore(self) -> Component:
-        return self._make("postgresql", "restore", self.config.postgres.image)
-
-    @property
-    def redis(self) -> Component:
-        return self._make("redis", "redis", self.config.redis.image)
-
-    def sentry(self, component: str) -> Component:
-        return self._make("sentry", component, self.config.sentry.effective_image)
-
-    @property
-    def secrets(self) -> Component:
-        return Component(self.config.release, "sentry", "secrets", image_tag(self.config.sentry.effective_image))
-
-    @property
-    def namespace(self) -> Component:
-        return Component(self.config.release, "sentry", "namespace", image_tag(self.config.sentry.effective_image))
-
-    @property
-    def secret_name(self) -> str:
-        """The Secret every workload reads: ours, or the user's `existing_secret`."""
-        return self.config.secrets.existing_secret or f"{self.config.release}-secrets"
+SENTRY_ID = "sentry"
 
 
 class SentryStack:
@@ -116,298 +70,140 @@ class SentryStack:
     """
 
     def __init__(self, app: cdk8s.App, config: StackConfig, secret_values: Mapping[str, str]) -> None:
-        names = StackNames(config)
         self.config = config
-        self.names = names
-
-        ns_chart = cdk8s.Chart(app, "00-namespace", disable_resource_name_hashes=True)
+        version = image_tag(config.sentry.effective_image)
+        own = Component(release=config.release, app="sentry", component="namespace", version=version, part_of="sentry")
         self.namespace = SentryNamespace(
-            ns_chart,
+            cdk8s.Chart(app, "00-namespace", disable_resource_name_hashes=True),
             "namespace",
-            SentryNamespaceProps(name=config.namespace, component=names.namespace),
+            SentryNamespaceProps(name=config.namespace, component=own),
         )
-
         if secret_values:
-            secrets_chart = cdk8s.Chart(
-                app, "10-secrets", namespace=config.namespace, disable_resource_name_hashes=True
-            )
             StackSecrets(
-                secrets_chart,
+                self._chart(app, "10-secrets"),
                 "secrets",
-                StackSecretsProps(name=names.secret_name, component=names.secrets, values=secret_values),
+                StackSecretsProps(name=self.secret_name, component=own.sibling("secrets"), values=secret_values),
             )
-
-        chart = cdk8s.Chart(app, "20-sentry", namespace=config.namespace, disable_resource_name_hashes=True)
-        self.chart = chart
-        # One ServiceAccount for every pod, with no RBAC binding and no token: no pod
-        # calls the API server. each construct puts it, seccomp and dropped
-        # capabilities on every pod template (see pod_security.py).
-        self.service_account = service_account(
-            chart, names.sentry(SERVICE_ACCOUNT_COMPONENT), dict(config.service_account_annotations)
-        )
-        account = self.service_account.name
+        self.chart = self._chart(app, "20-sentry")
         # With existing_secret nothing is emitted above: workloads reference the user's Secret by name.
-        secret = kplus.Secret.from_secret_name(chart, "secret-ref", names.secret_name)
+        secret = kplus.Secret.from_secret_name(self.chart, "secret-ref", self.secret_name)
+        self.sentry = Sentry(self.chart, SENTRY_ID, self._sentry_props(secret))
+        _check_hardened(self.chart)
+        _roll_on_secret_change(self.chart, self.secret_name, secret_values)
+        if self.sentry.backup is not None and config.postgres.backup.restore.enabled:
+            self._restore(app)
 
-        pg_cfg, redis_cfg, sentry = config.postgres, config.redis, config.sentry
-        pull = sentry.image_pull_policy
-        # SentryRuntime below creates this claim (filesystem filestore); the backups archive it.
-        # With a bucket, backing the files up is the bucket's job.
-        files_claim = names.sentry("filestore").name if sentry.filestore.backend == "filesystem" else None
-        # Where metrics go, when on: the statsd exporter made below.
-        statsd = (names.sentry("metrics").name, STATSD_PORT) if sentry.metrics.enabled else None
-        backup = pg_cfg.backup
-        self.postgres: PostgresEndpoint
-        self.redis: RedisEndpoint
-        if pg_cfg.external.host:
-            ext = pg_cfg.external
-            self.postgres = ExternalPostgres(
-                chart,
-                "postgres",
-                _props(
-                    ExternalPostgresProps,
-                    ext,
-                    database=pg_cfg.database,
-                    user=pg_cfg.user,
-                    secret=secret,
-                    client_image=pg_cfg.image,
-                    ca=_props(CaCertificate, ext.ca) if ext.ca is not None else None,
-                    can_dump_roles=ext.superuser,
-                ),
-            )
-        else:
-            self.postgres = PostgresWithBackup(
-                chart,
-                "postgres",
-                _props(
-                    PostgresWithBackupProps,
-                    pg_cfg,
-                    component=names.postgres,
-                    backup_component=names.backup,
-                    secret=secret,
-                    backup=_backup_options(backup) if backup.enabled else None,
-                    image_pull_policy=pull,
-                    pods=pg_cfg.pods.over(config.pods),
-                    backup_pods=config.pods,
-                    service_account=account,
-                    filestore_claim=files_claim,
-                    backup_statsd=statsd,
-                ),
-            )
-        if redis_cfg.external.host:
-            self.redis = ExternalRedis(
-                chart,
-                "redis",
-                _props(ExternalRedisProps, redis_cfg.external, secret=secret, client_image=redis_cfg.image),
-            )
-        else:
-            self.redis = RedisBroker(
-                chart,
-                "redis",
-                _props(
-                    RedisBrokerProps,
-                    redis_cfg,
-                    component=names.redis,
-                    secret=secret,
-                    image_pull_policy=pull,
-                    pods=redis_cfg.pods.over(config.pods),
-                    service_account=account,
-                ),
-            )
-        web, worker, ingress, metrics = sentry.web, sentry.worker, sentry.web.ingress, sentry.metrics
-        self.metrics: StatsdExporter | None = None
-        if metrics.enabled:
-            self.metrics = StatsdExporter(
-                chart,
-                "metrics",
-                _props(
-                    StatsdExporterProps,
-                    metrics,
-                    component=names.sentry("metrics"),
-                    image_pull_policy=pull,
-                    pods=config.pods,
-                    service_account=account,
-                ),
-            )
-        self.runtime = SentryRuntime(
-            chart,
-            "sentry",
-            _props(
-                SentryRuntimeProps,
+    @property
+    def secret_name(self) -> str:
+        """The Secret every workload reads: ours, or the user's `existing_secret`."""
+        return self.config.secrets.existing_secret or f"{self.config.release}-secrets"
+
+    def _chart(self, app: cdk8s.App, name: str) -> cdk8s.Chart:
+        return cdk8s.Chart(app, name, namespace=self.config.namespace, disable_resource_name_hashes=True)
+
+    def _sentry_props(self, secret: kplus.ISecret) -> SentryProps:
+        config, sentry = self.config, self.config.sentry
+        web, ingress = sentry.web, sentry.web.ingress
+        backup = config.postgres.backup
+        return SentryProps(
+            secret=secret,
+            release=config.release,
+            postgres=self._postgres(secret),
+            redis=self._redis(secret),
+            sentry=_props(
+                SentryRuntimeOptions,
                 sentry,
-                config_component=names.sentry("config"),
-                filestore_component=names.sentry("filestore"),
-                postgres=self.postgres,
-                redis=self.redis,
-                secret=secret,
                 # The login plugins and the gcs filestore need the project's image.
                 image=sentry.effective_image,
                 filestore=_filestore(sentry.filestore),
-                use_ssl=ingress.enabled and bool(ingress.tls_secret),
-                # Only when the Ingress is the one way in: a NodePort or LoadBalancer beside it
-                # would let a client set X-Forwarded-Host/-For itself.
-                trusted_proxy=ingress.enabled and web.service_type == "ClusterIP",
-                statsd=(self.metrics.host, self.metrics.statsd_port) if self.metrics else None,
-                service_account=account,
             ),
-        )
-        self.migrations = SentryMigrations(
-            chart,
-            "migrations",
-            _props(
-                SentryMigrationsProps,
-                sentry.migrations,
-                component=names.sentry("migrations"),
-                runtime=self.runtime,
-                admin_email=sentry.admin_email,
-                create_admin=sentry.create_admin,
-                pods=sentry.migrations.pods.over(config.pods),
-            ),
-        )
-        self.web = SentryWeb(
-            chart,
-            "web",
-            _props(
-                SentryWebProps,
+            web=_props(
+                SentryWebOptions,
                 web,
-                component=names.sentry("web"),
-                runtime=self.runtime,
-                migrations=self.migrations,
+                node_port=web.node_port if web.service_type != "ClusterIP" else None,
                 ingress=_props(WebIngress, ingress) if ingress.enabled else None,
                 autoscaling=_autoscaling(web.autoscaling),
-                pods=web.pods.over(config.pods),
             ),
-        )
-        self.worker = SentryWorker(
-            chart,
-            "worker",
-            _props(
-                SentryWorkerProps,
-                worker,
-                component=names.sentry("worker"),
-                runtime=self.runtime,
-                migrations=self.migrations,
-                autoscaling=_autoscaling(worker.autoscaling),
-                pods=worker.pods.over(config.pods),
+            worker=_props(SentryWorkerOptions, sentry.worker, autoscaling=_autoscaling(sentry.worker.autoscaling)),
+            cron=_props(SentryCronOptions, sentry.cron),
+            migrations=_props(
+                SentryMigrationsOptions,
+                sentry.migrations,
+                admin_email=sentry.admin_email,
+                create_admin=sentry.create_admin,
             ),
+            cleanup=_props(SentryCleanupOptions, sentry.cleanup) if sentry.cleanup.enabled else None,
+            backup=_backup_options(backup) if backup.enabled else None,
+            metrics=_props(StatsdExporterOptions, sentry.metrics) if sentry.metrics.enabled else None,
+            network_policies=_props(NetworkPoliciesOptions, config.network) if config.network.policies else None,
+            service_account=ServiceAccountOptions(annotations=dict(config.service_account_annotations)),
+            pods=config.pods,
+            # minikube or one named node: every pod shares it (capacity.target).
+            single_node=config.capacity.target != "none",
         )
-        self.cron = SentryCron(
-            chart,
-            "cron",
-            _props(
-                SentryCronProps,
-                sentry.cron,
-                component=names.sentry("cron"),
-                runtime=self.runtime,
-                migrations=self.migrations,
-                pods=sentry.cron.pods.over(config.pods),
-            ),
-        )
-        self.cleanup: SentryCleanup | None = None
-        if sentry.cleanup.enabled:
-            self.cleanup = SentryCleanup(
-                chart,
-                "cleanup",
-                _props(
-                    SentryCleanupProps,
-                    sentry.cleanup,
-                    component=names.sentry("cleanup"),
-                    runtime=self.runtime,
-                    migrations=self.migrations,
-                    pods=config.pods,
-                ),
-            )
 
-        # In the cluster, PostgresWithBackup made its own; an external server gets one here.
-        self.backup: PostgresBackup | None = (
-            self.postgres.backup if isinstance(self.postgres, PostgresWithBackup) else None
+    def _postgres(self, secret: kplus.ISecret) -> PostgresEndpoint | PostgresOptions:
+        pg = self.config.postgres
+        if not pg.external.host:
+            return _props(PostgresOptions, pg)
+        ext = pg.external
+        return ExternalPostgres(
+            self.chart,
+            "postgres",
+            _props(
+                ExternalPostgresProps,
+                ext,
+                database=pg.database,
+                user=pg.user,
+                secret=secret,
+                client_image=pg.image,
+                ca=_props(CaCertificate, ext.ca) if ext.ca is not None else None,
+                can_dump_roles=ext.superuser,
+            ),
         )
-        if backup.enabled and self.backup is None:
-            self.backup = PostgresBackup(
-                chart,
-                "backup",
-                PostgresBackupProps(
-                    postgres=self.postgres,
-                    component=names.backup,
-                    secret=secret,
-                    options=_backup_options(backup),
-                    image_pull_policy=pull,
-                    filestore_claim=files_claim,
-                    pods=config.pods,
-                    service_account=account,
-                    statsd=statsd,
-                ),
-            )
-        restore_enabled = self.backup is not None and backup.restore.enabled
-        if config.network.policies:
-            sentry_pods = [names.sentry(c) for c in ("web", "worker", "cron", "migrations")]
-            if sentry.cleanup.enabled:
-                sentry_pods.append(names.sentry("cleanup"))
-            # The restore's policies are always here, not in 90-restore: the runbook applies
-            # only 90-restore.k8s.yaml (20-sentry would scale Sentry back up), and no restore
-            # pod exists unless the restore Job does.
-            database_clients = [names.backup, names.restore] if self.backup is not None else []
-            smtp_ports = [sentry.smtp.port] if sentry.smtp.host else []
-            endpoint = urlsplit(backup.offsite.endpoint_url)
-            network = config.network
-            NetworkPolicies(
-                chart,
-                "network-policies",
-                _props(
-                    NetworkPoliciesProps,
-                    network,
-                    stack=names.sentry("network"),
-                    web=names.sentry("web"),
-                    web_port=SENTRY_PORT,
-                    sentry=sentry_pods,
-                    internet=[names.sentry(c) for c in ("web", "worker", "cron")],
-                    internet_ports=[*config.network.sentry_egress_ports, *smtp_ports],
-                    postgres=self.postgres.network,
-                    redis=self.redis.network,
-                    database_clients=database_clients,
-                    offsite=names.backup if self.backup is not None and backup.offsite.enabled else None,
-                    offsite_port=endpoint.port or (80 if endpoint.scheme == "http" else 443),
-                    metrics=names.sentry("metrics") if self.metrics else None,
-                    metrics_senders=[names.backup] if self.backup is not None else [],
-                    metrics_ports=(STATSD_PORT, METRICS_PORT),
-                ),
-            )
+
+    def _redis(self, secret: kplus.ISecret) -> RedisEndpoint | RedisOptions:
+        redis = self.config.redis
+        if not redis.external.host:
+            return _props(RedisOptions, redis)
+        return ExternalRedis(
+            self.chart,
+            "redis",
+            _props(ExternalRedisProps, redis.external, secret=secret, client_image=redis.image),
+        )
+
+    def _restore(self, app: cdk8s.App) -> None:
+        sentry, backup = self.sentry, self.sentry.backup
+        assert backup is not None
+        chart = self._chart(app, "90-restore")
+        PostgresRestore(
+            chart,
+            "restore",
+            _props(
+                PostgresRestoreProps,
+                self.config.postgres.backup.restore,
+                postgres=sentry.postgres,
+                backup_claim=backup.claim_name,
+                component=sentry.restore_component,
+                secret=kplus.Secret.from_secret_name(chart, "secret-ref", self.secret_name),
+                filestore_claim=backup.props.filestore_claim,
+                image_pull_policy=self.config.sentry.image_pull_policy,
+                service_account=sentry.service_account_name,
+            ),
+        )
         _check_hardened(chart)
-        _roll_on_secret_change(chart, names.secret_name, secret_values)
-
-        if restore_enabled:
-            assert self.backup is not None
-            restore_chart = cdk8s.Chart(
-                app, "90-restore", namespace=config.namespace, disable_resource_name_hashes=True
-            )
-            PostgresRestore(
-                restore_chart,
-                "restore",
-                _props(
-                    PostgresRestoreProps,
-                    backup.restore,
-                    postgres=self.postgres,
-                    backup_claim=self.backup.claim_name,
-                    component=names.restore,
-                    secret=kplus.Secret.from_secret_name(restore_chart, "secret-ref", names.secret_name),
-                    filestore_claim=files_claim,
-                    image_pull_policy=pull,
-                    service_account=account,
-                ),
-            )
-            _check_hardened(restore_chart)
 
 
 P = TypeVar("P")
 
 
 def _props(props_type: type[P], values: BaseModel, **given: Any) -> P:
-    """Props of `props_type`: every prop the values group has under the same name, copied
-    from it, and the rest `given` (which win). The values model names its keys after the
-    props, so only what the stack derives or supplies itself is written out here."""
+    """Props (or options) of `props_type`: every field the values group has under the same
+    name, copied from it, and the rest `given` (which win). The values model names its keys
+    after the props, so only what the stack derives or supplies itself is written out."""
     copied = {
         field.name: getattr(values, field.name)
-        for field in dataclasses.fields(props_type)
+        for field in dataclasses.fields(props_type)  # type: ignore[arg-type]
         if field.name in type(values).model_fields and field.name not in given
     }
     return props_type(**copied, **given)
@@ -486,7 +282,7 @@ def _roll_on_secret_change(chart: cdk8s.Chart, secret: str, values: Mapping[str,
 
 
 def _check_hardened(chart: cdk8s.Chart) -> None:
-    """Every construct hardens its own workloads; a workload that escaped is a bug."""
+    """Every workload is hardened when the chart is synthesized; one that escaped is a bug."""
     missing = unhardened(chart.to_json())
     if missing:
-        raise RuntimeError(f"not hardened (its construct must call pod_security.harden): {', '.join(missing)}")
+        raise RuntimeError(f"not hardened (its construct must call workload.finish): {', '.join(missing)}")

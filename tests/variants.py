@@ -171,21 +171,21 @@ def candidates(leaf: Leaf, current: Any) -> Iterator[Any]:
         yield current + 1
         yield current - 1
     elif isinstance(current, list):
-        if "_cidr" in validators:
+        if "cidr" in validators:
             yield ["10.20.0.0/16"]
         yield [*current, 8443]
         yield []
     elif isinstance(current, dict):
         yield {"k8s-app": "coredns"}
-    elif "_memory" in validators:
+    elif validators & {"memory_quantity", "positive_memory_quantity"}:
         mebibytes = parse_memory(current) // 2**20
         yield f"{mebibytes * 2}Mi"
         yield f"{max(mebibytes // 2, 1)}Mi"
-    elif "_cpu" in validators:
+    elif "cpu_quantity" in validators:
         millis = parse_cpu(current)
         yield f"{millis * 2}m"
         yield f"{max(millis // 2, 1)}m"
-    elif "_cron" in validators:
+    elif "cron_schedule" in validators:
         yield "17 5 * * *"
     elif leaf.path[-1] == "image" or leaf.path[-1].endswith("_image"):
         yield _bump_tag(current)
