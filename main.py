@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 PROJECT_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(PROJECT_DIR))
-from app.procedures import CONFIRMATIONS  # noqa: E402  (light: no node, no pydantic)
-
 # Extra arguments from the environment: the way `make synth-cli` passes them, as the
 # cdk8s CLI runs this app with a fixed command line (cdk8s.yaml).
 ARGS_ENV = "SENTRY_K8S_SYNTH_ARGS"
@@ -72,6 +69,9 @@ def _use_project_venv(argv: list[str]) -> None:
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
+    # Light (no node, no pydantic): `--help` and argument errors still answer at once.
+    from app.procedures import CONFIRMATIONS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--config",

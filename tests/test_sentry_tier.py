@@ -98,8 +98,9 @@ def test_sentry_pods_wait_for_postgres_then_for_their_migrations(default_dist: D
         inits = spec["initContainers"]
         assert [c["name"] for c in inits] == ["wait-for-postgres", "wait-for-migrations"]
         for init in inits:
-            assert init["image"] == postgres_image  # pg_isready/psql match the server's major version
-        assert "pg_isready" in init_script(inits[0])
+            assert init["image"] == postgres_image  # psql matches the server's major version
+        # It logs in with the pod's own credentials (a wrong password fails here, said so).
+        assert "psql -X -q -t -A -c 'SELECT 1'" in init_script(inits[0])
         env = {e["name"]: e.get("value") for e in inits[1]["env"]}
         main_image = spec["containers"][0]["image"]
         assert env["SENTRY_MIGRATION_VERSION"] == main_image
