@@ -50,13 +50,7 @@ from tools.validate import schema_errors
 # and worker on a managed PostgreSQL and Redis, in their namespace, with their Secret.
 USER_APP = """
 import cdk8s, cdk8s_plus_27 as kplus
-from constructs.endpoints import (
-    CaCertificate,
-    ExternalPostgres,
-    ExternalPostgresProps,
-    ExternalRedis,
-    ExternalRedisProps,
-)
+from constructs.endpoints import ExternalPostgres, ExternalPostgresProps, ExternalRedis, ExternalRedisProps
 from constructs.sentry import S3Filestore, Sentry, SentryProps, SentryRuntimeOptions
 
 app = cdk8s.App(outdir="dist")
