@@ -47,7 +47,8 @@ HEADINGS = {h.strip() for h in re.findall(r"^#+ (.+)$", OPERATIONS, flags=re.M)}
 # --- values and moves -----------------------------------------------------------------------
 
 BASE = {"capacity": {"target": "none"}, "sentry": {"filestore": {"access_mode": "ReadWriteMany"}}}
-SECRETS = {**TEST_SECRETS}
+# The buckets' keys too: a move to a bucket needs them (the synth asks for the ones it reads).
+SECRETS = {**TEST_SECRETS, "filestore-s3-secret-access-key": "files-s3-key", "gcs-credentials": "{}"}
 
 
 def _get(values: dict, path: str, default: Any = None) -> Any:
@@ -165,13 +166,14 @@ MOVES = [
         _setter(("redis.external", _UNSET)),
         when=lambda v: bool(_get(v, "redis.external.host")),
     ),
-    Move("files to S3", _setter(("sentry.filestore.backend", "s3"), ("sentry.filestore.s3", {"bucket": "files-a"}))),
     Move(
-        "files to GCS",
+        "files to S3",
         _setter(
-            ("sentry.filestore.backend", "gcs"), ("sentry.filestore.gcs", {"bucket": "files-b", "key_file": False})
+            ("sentry.filestore.backend", "s3"),
+            ("sentry.filestore.s3", {"bucket": "files-a", "access_key_id": "AKIAFILES"}),
         ),
     ),
+    Move("files to GCS", _setter(("sentry.filestore.backend", "gcs"), ("sentry.filestore.gcs", {"bucket": "files-b"}))),
     Move("files to the volume", _setter(("sentry.filestore.backend", "filesystem"))),
     Move("PostgreSQL 15", _setter(("postgres.image", "postgres:15.8")), when=_in_cluster("postgres")),
     Move("PostgreSQL on alpine", _setter(("postgres.image", "postgres:9.6.24-alpine")), when=_in_cluster("postgres")),

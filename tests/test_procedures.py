@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def backup_volume(restore_dist: Dist, tmp_path_factory: pytest.TempPathFactory) 
             result = backup_script(restore_dist, server, volume).run(server.path())
             assert result.returncode == 0, result.stderr
             server.psql("INSERT INTO sentry_project (name) VALUES ('later')", database="sentry")
+            time.sleep(1.1)  # a backup is named after its second
         yield volume
     finally:
         server.cleanup()
