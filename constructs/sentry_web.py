@@ -8,7 +8,7 @@ from typing import Literal
 
 import cdk8s_plus_27 as kplus
 
-from constructs import Construct
+from constructs import Construct, images
 from constructs.naming import Component
 from constructs.placement import apply_pod_settings
 from constructs.pod_security import harden
@@ -27,6 +27,18 @@ from constructs.workload import (
 from imports import k8s
 
 HEALTH_PATH = "/_health/"
+# Stopping a web pod without dropping a request (the real Sentry tier's stop-sequence test
+# runs exactly this against uWSGI). When a pod is deleted, the kubelet runs the preStop hook
+# and only then sends SIGTERM, while, at the same time, kube-proxy and the Ingress controller
+# drop the pod from their endpoints: that takes seconds, and until then new requests still
+# arrive. So the hook waits longer than that (Kubernetes 1.27 has no sleep action of its own;
+# the image's shell and sleep do it), and uWSGI serves as usual meanwhile.
+PRESTOP_DELAY_SECONDS = 15
+# After SIGTERM uWSGI stops accepting and finishes the requests in flight, for at most its
+# worker-reload-mercy (sentry.conf.py's SENTRY_WEB_OPTIONS, 30 seconds); the grace period
+# covers the delay, that drain and the master's exit, before the kubelet's SIGKILL.
+DRAIN_SECONDS = 30
+TERMINATION_GRACE_SECONDS = PRESTOP_DELAY_SECONDS + DRAIN_SECONDS + 15
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,7 @@ class SentryWeb(Construct):
             spread=False,
             replicas=props.replicas,
             strategy=zero_downtime_rollout(),
+            termination_grace_period=seconds(TERMINATION_GRACE_SECONDS),
             containers=[
                 rt.container(
                     self,
@@ -113,6 +126,11 @@ class SentryWeb(Construct):
                     startup=health(failures=30, period=10),
                     readiness=health(failures=3, period=10),
                     liveness=health(failures=3, period=20),
+                    lifecycle=kplus.ContainerLifecycle(
+                        pre_stop=kplus.Handler.from_command(
+                            [images.SENTRY.executable("sh"), "-c", f"sleep {PRESTOP_DELAY_SECONDS}"]
+                        )
+                    ),
                 )
             ],
         )

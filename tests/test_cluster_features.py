@@ -4,7 +4,6 @@ real metric names)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import yaml
 
 from constructs.statsd_exporter import MAPPING
 from tests.conftest import TEST_SECRETS, Dist, all_containers, find_container, pod_specs, synth
+from tests.statsd_mapping import mapped_statsd_name
 
 SENTRY_WORKLOADS = (("Deployment", "sentry-web"), ("Deployment", "sentry-worker"), ("Deployment", "sentry-cron"))
 
@@ -163,20 +163,6 @@ def test_metrics_are_off_by_default_and_count_in_the_capacity_when_on(default_di
     assert extra == 2 * int(exporter["resources"]["requests"]["cpu"].removesuffix("m"))
 
 
-def _mapped(name: str) -> tuple[str, dict[str, str]] | None:
-    """Which metric and labels the exporter's regex mapping makes of a statsd name (first
-    matching rule wins, as in statsd_exporter)."""
-    for rule in yaml.safe_load(MAPPING)["mappings"]:
-        match = re.match(rule["match"], name)
-        if match:
-
-            def fill(text: str, m: re.Match[str] = match) -> str:
-                return re.sub(r"\$\{?(\d)\}?", lambda g: m.group(int(g.group(1))), text)
-
-            return fill(rule["name"]), {k: fill(v) for k, v in rule.get("labels", {}).items()}
-    return None
-
-
 @pytest.mark.parametrize(
     ("statsd_name", "metric", "labels"),
     [
@@ -197,7 +183,7 @@ def _mapped(name: str) -> tuple[str, dict[str, str]] | None:
     ],
 )
 def test_the_mapping_turns_sentry_metric_names_into_labels(statsd_name: str, metric: str, labels: dict) -> None:
-    assert _mapped(statsd_name) == (metric, labels)
+    assert mapped_statsd_name(statsd_name) == (metric, labels)
 
 
 def test_every_mapping_rule_is_anchored() -> None:
