@@ -61,7 +61,7 @@ key="$({
 } | sha256sum | cut -c1-12)"
 dir="$cache/sentry-9.1.2-py$version-$key"
 if [[ -f $dir/.complete ]]; then
-  ((print_dir)) && echo "$dir" || say "cached: $dir"
+  if ((print_dir)); then echo "$dir"; else say "cached: $dir"; fi
   exit 0
 fi
 
@@ -71,7 +71,7 @@ chmod 755 "$cache"
 exec 9>"$cache/.lock-$key"
 flock -w 1800 9 || fail "another install of $dir held its lock for 30 minutes"
 if [[ -f $dir/.complete ]]; then
-  ((print_dir)) && echo "$dir" || say "cached: $dir"
+  if ((print_dir)); then echo "$dir"; else say "cached: $dir"; fi
   exit 0
 fi
 started=$SECONDS
