@@ -104,6 +104,12 @@ SUBSTITUTIONS: tuple[Substitution, ...] = (
         "which these machines cannot reach",
     ),
     Substitution(
+        "the sentry image's own `/etc/sentry/sentry.conf.py` and `config.yml` (docker-sentry's)",
+        "an empty `/etc/sentry`",
+        "the manifests mount the project's files over it; a container that did not would fail "
+        "here instead of starting with the stock settings (not copied into this project)",
+    ),
+    Substitution(
         "the clients of postgres:9.6.24 (`/usr/lib/postgresql/9.6/bin`: psql, pg_isready, pg_dump, ...)",
         "Debian's PostgreSQL 15 clients, at the image's paths",
         "no 9.6 can be had here; the scripts use only what both versions do alike",

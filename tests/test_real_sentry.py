@@ -152,10 +152,11 @@ def test_web_and_cron_start_after_their_init_containers() -> None:
             assert pod.containers[init].started_at < stack.container(name).started_at
         assert "are complete" in pod.containers["wait-for-migrations"].log()
         assert stack.container(name).running(), stack.container(name).log()[-3000:]
-    # celery beat runs, and keeps its schedule in /tmp, the pod's emptyDir (the root is read-only).
-    assert _eventually(lambda: "celery beat v3.1.18" in stack.container("sentry-cron").log(), 300)
+    # celery beat runs, and keeps its schedule in /tmp, the pod's emptyDir (the root is
+    # read-only). (Its banner is no sign: Python 2 buffers stdout into a pipe until exit.)
     tmp, _ = stack.pods["sentry-cron"].volume("tmp")
     assert _eventually(lambda: list(tmp.glob("sentry-celerybeat*")), 300)
+    assert stack.container("sentry-cron").running()
 
 
 def test_every_probe_the_workloads_declare_passes() -> None:
@@ -519,8 +520,10 @@ def test_an_alert_rule_mails_a_new_issue_through_the_mail_server() -> None:
     event_id = new_event_id()
     message = f"tier alert {event_id}"
     client.store_event(dsn, event_payload(event_id, message, _now()))
-    mail = current.smtp.wait_for(lambda m: message in str(m.message.get("Subject", "")), timeout=180)
-    assert email in mail.rcpt_tos
+    # Sentry mails each member of the project's team on its own: this stack's admin gets one.
+    mail = current.smtp.wait_for(
+        lambda m: message in str(m.message.get("Subject", "")) and email in m.rcpt_tos, timeout=180
+    )
     values = yaml.safe_load((PROJECT_DIR / "config" / "production.yaml").read_text())["sentry"]["smtp"]
     assert mail.mail_from == values["from_address"]
     # The values file's TLS and login were used (the sink requires both).
@@ -635,11 +638,10 @@ def test_a_release_file_goes_to_s3_and_comes_back() -> None:
     file_id = response.json()["id"]
     download = client.request("GET", f"/api/0/projects/{org}/{project}/releases/{version}/files/{file_id}/?download=1")
     assert download.status == 200 and download.body == content
-    bucket = yaml.safe_load((PROJECT_DIR / "config" / "external.yaml").read_text())["sentry"]["filestore"]["s3"][
-        "bucket"
-    ]
-    status, listing = current.s3_request(stack, "GET", f"/{bucket}?list-type=2")
+    # The object is in the bucket (moto's own listing), and nothing went to a local filestore.
+    status, listing = current.s3_request(stack, "GET", f"/{S3_BUCKET}?list-type=2")
     assert status == 200 and b"<Key>" in listing, listing[:500]
+    assert "SENTRY_FILESTORE_DIR" not in env
 
 
 # --- helpers ------------------------------------------------------------------------------

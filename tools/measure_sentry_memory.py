@@ -35,9 +35,10 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from tools.doc_blocks import machine, write_block  # noqa: E402
 
-MEMORY_START = "<!-- real-sentry-memory:start (written by tools/measure_sentry_memory.py --write; measured: run it again, do not edit) -->"
+WRITTEN_BY = "(written by tools/measure_sentry_memory.py --write; measured: run it again, do not edit)"
+MEMORY_START = f"<!-- real-sentry-memory:start {WRITTEN_BY} -->"
 MEMORY_END = "<!-- real-sentry-memory:end -->"
-TIMES_START = "<!-- real-sentry-times:start (written by tools/measure_sentry_memory.py --write; measured: run it again, do not edit) -->"
+TIMES_START = f"<!-- real-sentry-times:start {WRITTEN_BY} -->"
 TIMES_END = "<!-- real-sentry-times:end -->"
 OPERATIONS = PROJECT_DIR / "docs" / "operations.md"
 DEVELOPMENT = PROJECT_DIR / "docs" / "development.md"
@@ -122,7 +123,17 @@ def run_tier(report_file: Path) -> dict:
     env = {**os.environ, "SENTRY_K8S_MEMORY_REPORT": str(report_file)}
     started = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "real_sentry", "-q", "-p", "no:cacheprovider", "tests/test_real_sentry.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "real_sentry",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_real_sentry.py",
+        ],
         cwd=PROJECT_DIR,
         env=env,
         check=True,
@@ -134,7 +145,9 @@ def run_tier(report_file: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="write the blocks into docs/operations.md and development.md")
+    parser.add_argument(
+        "--write", action="store_true", help="write the blocks into docs/operations.md and development.md"
+    )
     parser.add_argument("--install", action="store_true", help="also measure a cold and a cached install")
     parser.add_argument("--report", type=Path, help="use this report of an earlier tier run instead of running it")
     args = parser.parse_args(argv)
@@ -154,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         if install is None:
             # Keep the install rows of the block as they are: only --install measures them.
             old = DEVELOPMENT.read_text(encoding="utf-8")
-            kept = [line for line in old[old.index(TIMES_START) : old.index(TIMES_END)].splitlines() if "install" in line]
+            kept = [
+                line for line in old[old.index(TIMES_START) : old.index(TIMES_END)].splitlines() if "install" in line
+            ]
             rows = times.splitlines()
             times = "\n".join([*rows[:5], *[line for line in kept if line.startswith("| install")], *rows[5:]])
         write_block(DEVELOPMENT, TIMES_START, TIMES_END, times)
