@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from constructs.config import StackConfig
+    from app.config import StackConfig
 
 # jsii prints a large end-of-life banner on Node 20 (the version Debian 12 and the
 # build machines ship); it has no effect on other Node versions.
@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import cdk8s
 
+    from app.stack import SentryStack
     from app.summary import summary
-    from constructs.props import ConfigurationConflict
-    from constructs.sentry_stack import SentryStack
+    from constructs.checks import ConfigurationConflict, PropsError
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         app = cdk8s.App(outdir=str(staging))
         try:
             SentryStack(app, config, resolved.values)
-        except ConfigurationConflict as exc:  # a combination of settings only the constructs can see
+        except (ConfigurationConflict, PropsError) as exc:  # what only the constructs' own checks see
             shutil.rmtree(staging, ignore_errors=True)
             return _refuse(f"{args.config}: {exc}", outdir)
         app.synth()

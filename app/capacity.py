@@ -14,7 +14,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from constructs.config import CapacityConfig, StackConfig
+from app.config import CapacityConfig, StackConfig
+from constructs.pod_security import pod_specs
 from constructs.quantities import parse_cpu, parse_memory
 
 MI = 2**20
@@ -67,16 +68,6 @@ def target(cfg: CapacityConfig) -> Target | None:
         system=Requests(parse_cpu(cfg.system_cpu), parse_memory(cfg.system_memory)),
         cni=Requests(CNI_REQUESTS_CPU_M[cfg.cni], 0),
     )
-
-
-def pod_specs(obj: dict) -> list[dict]:
-    """The pod spec inside a workload object, whatever its kind (empty for non-workloads)."""
-    spec = obj.get("spec", {})
-    if obj["kind"] in {"Deployment", "StatefulSet", "Job", "DaemonSet"}:
-        return [spec["template"]["spec"]]
-    if obj["kind"] == "CronJob":
-        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
-    return []
 
 
 def container_requests(container: dict) -> Requests:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from constructs.config import StackConfig
+from app.config import StackConfig
 from constructs.secret_keys import (
     ADMIN_PASSWORD,
     ALL_KEYS,

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from app.capacity import capacity_report
-from constructs.config import StackConfig
+from app.config import StackConfig
 
 
 def load_objects(folder: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from constructs.config import StackConfig
+from app.config import StackConfig
 
 
 class ConfigError(ValueError):

@@ -20,14 +20,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
+from constructs.checks import Cidr, HostOrIp, Image, KubeName, Pattern, Port, Range, fail, props
+from constructs.kube import plain_env, secret_env
 from constructs.naming import Component
-from constructs.secret_keys import POSTGRES_PASSWORD, REDIS_PASSWORD
-from constructs.workload import plain_env, secret_env
+from constructs.secret_keys import KeyName, SecretKeys
 
 POSTGRES_CA_MOUNT = "/etc/sentry-k8s/postgres-ca"
 
@@ -92,58 +93,72 @@ def host_cidrs(host: str, cidrs: Sequence[str]) -> tuple[str, ...]:
     return tuple(found if own in found else [*found, own])
 
 
-@dataclass(frozen=True)
+@props
 class CaCertificate:
     """A CA certificate kept in a Secret or a ConfigMap of the namespace."""
 
-    key: str = "ca.crt"
+    key: KeyName = "ca.crt"
     """Key of the certificate (PEM). Default: ca.crt."""
-    secret: str | None = None
+    secret: KubeName | None = None
     """The Secret holding it; give this or `config_map`. Default: none."""
-    config_map: str | None = None
+    config_map: KubeName | None = None
     """The ConfigMap holding it; give this or `secret`. Default: none."""
 
     def __post_init__(self) -> None:
         if (self.secret is None) == (self.config_map is None):
-            raise ValueError("CaCertificate: give exactly one of secret or config_map")
+            fail(self, "secret", "give exactly one of secret or config_map")
 
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
-@dataclass(frozen=True)
+PostgresRole = Annotated[
+    str, Pattern(r"[a-z_][a-z0-9_]{0,62}", "a PostgreSQL role name: lower-case letters, digits and '_'")
+]
+PostgresDatabase = Annotated[
+    str, Pattern(r"[a-z_][a-z0-9_-]{0,62}", "a database name: lower-case letters, digits, '_' and '-'")
+]
+
+
+@props
 class ExternalPostgresProps:
     """Props of ExternalPostgres."""
 
-    host: str
+    host: HostOrIp
     """Host name or IP address of the server."""
     secret: kplus.ISecret
-    """Secret holding `postgres-password`, the password of `user`."""
-    client_image: str
-    """Image of the clients (waits, migrations' marker, backups): its major version must be
+    """Secret holding the password of `user`."""
+    client_image: Image
+    """Image of the clients (waits, backups, restores): its major version must be
     at least the server's, or pg_dump refuses to dump it."""
-    port: int = 5432
+    port: Port = 5432
     """Port of the server. Default: 5432."""
-    database: str = "sentry"
+    database: PostgresDatabase = "sentry"
     """Sentry's database. Default: sentry."""
-    user: str = "sentry"
+    user: PostgresRole = "sentry"
     """The role Sentry connects as, the database's owner. Default: sentry."""
     sslmode: SslMode = "verify-full"
     """libpq sslmode of every client. Default: verify-full, which needs `ca`."""
     ca: CaCertificate | None = None
     """The server's CA certificate, for verify-ca and verify-full. Default: none."""
-    cidrs: Sequence[str] = ()
+    cidrs: Sequence[Cidr] = ()
     """The server's addresses, for the NetworkPolicies' egress (an IP `host` adds its own).
     Default: none."""
     can_dump_roles: bool = False
     """Whether `user` may read every role (pg_dumpall --globals-only): a managed server's
     owner role may not. Default: false, so backups hold the Sentry database only."""
+    secret_keys: SecretKeys = SecretKeys()
+    """The names of the keys in `secret` (`postgres_password`). Default: the stack's names."""
 
     def __post_init__(self) -> None:
+        if not self.host:
+            fail(self, "host", "is required")
         if self.sslmode in ("verify-ca", "verify-full") and self.ca is None:
-            raise ValueError(
-                f"ExternalPostgresProps: sslmode {self.sslmode} needs ca (the server's CA certificate); "
-                "or choose sslmode require (encrypted, server not verified)"
+            fail(
+                self,
+                "ca",
+                f"sslmode {self.sslmode} needs ca (the server's CA certificate); "
+                "or choose sslmode require (encrypted, server not verified)",
             )
 
 
@@ -175,7 +190,8 @@ class ExternalPostgres(Construct):
         }
         if self.ca is not None:
             values["PGSSLROOTCERT"] = f"{POSTGRES_CA_MOUNT}/{self.ca.key}"
-        return {**plain_env(values), "PGPASSWORD": secret_env(secret or self.secret, POSTGRES_PASSWORD.key)}
+        password = secret_env(secret or self.secret, self.props.secret_keys.postgres_password)
+        return {**plain_env(values), "PGPASSWORD": password}
 
     def client_mounts(self, scope: Construct) -> list[kplus.VolumeMount]:
         if self.ca is None:
@@ -196,23 +212,29 @@ class ExternalPostgres(Construct):
         return [kplus.VolumeMount(path=POSTGRES_CA_MOUNT, volume=volume, read_only=True)]
 
 
-@dataclass(frozen=True)
+@props
 class ExternalRedisProps:
     """Props of ExternalRedis."""
 
-    host: str
+    host: HostOrIp
     """Host name or IP address of the server."""
     secret: kplus.ISecret
-    """Secret holding `redis-password`."""
-    port: int = 6379
+    """Secret holding the Redis password."""
+    port: Port = 6379
     """Port of the server. Default: 6379."""
-    db: int = 0
+    db: Annotated[int, Range(0, 15)] = 0
     """Database number Sentry uses. Default: 0."""
-    client_image: str = "redis:6.2.14-alpine"
+    client_image: Image = "redis:6.2.14-alpine"
     """Image with redis-cli, for the waits. Default: redis:6.2.14-alpine."""
-    cidrs: Sequence[str] = ()
+    cidrs: Sequence[Cidr] = ()
     """The server's addresses, for the NetworkPolicies' egress (an IP `host` adds its own).
     Default: none."""
+    secret_keys: SecretKeys = SecretKeys()
+    """The names of the keys in `secret` (`redis_password`). Default: the stack's names."""
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            fail(self, "host", "is required")
 
 
 class ExternalRedis(Construct):
@@ -230,5 +252,5 @@ class ExternalRedis(Construct):
     def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
         return {
             **plain_env({"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}),
-            "REDISCLI_AUTH": secret_env(secret or self.secret, REDIS_PASSWORD.key),
+            "REDISCLI_AUTH": secret_env(secret or self.secret, self.props.secret_keys.redis_password),
         }

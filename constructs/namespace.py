@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from cdk8s_plus_27 import k8s
 
 from constructs import Construct
+from constructs.checks import DnsLabel, props
 from constructs.naming import Component
 from constructs.pod_security import POD_SECURITY_LABELS
-from imports import k8s
 
 
-@dataclass(frozen=True)
+@props
 class SentryNamespaceProps:
     """Props of SentryNamespace."""
 
-    name: str
+    name: DnsLabel
     """The namespace's name."""
     component: Component
     """Its standard labels."""

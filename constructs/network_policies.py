@@ -23,65 +23,76 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from cdk8s_plus_27 import k8s
 
 from constructs import Construct
+from constructs.checks import Cidr, DnsLabel, Port, props
 from constructs.endpoints import NetworkTarget
 from constructs.naming import Component
-from imports import k8s
 
 # Private, shared (CGNAT) and link-local IPv4 ranges: pod, service and node networks
 # live here, and so do cloud metadata endpoints (169.254.169.254).
 PRIVATE_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
 
 
-@dataclass(frozen=True)
-class NetworkPoliciesProps:
-    """Props of NetworkPolicies."""
+@props
+class NetworkPoliciesOptions:
+    """What a user chooses about the NetworkPolicies."""
+
+    dns_namespace: DnsLabel | None = "kube-system"
+    """Namespace of the cluster DNS pods every pod may query on port 53. Default: kube-system;
+    None allows port 53 to any address (e.g. NodeLocal DNSCache)."""
+    dns_pod_labels: Mapping[str, str] = field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    """Labels of the cluster DNS pods. Default: k8s-app=kube-dns (CoreDNS keeps the label)."""
+    sentry_egress_cidrs: Sequence[Cidr] = ("0.0.0.0/0",)
+    """Where web, worker and cron may connect outside the stack on `sentry_egress_ports`
+    (GitHub/GitLab login, integrations, mail). Default: anywhere but `egress_except_cidrs`;
+    () for nowhere."""
+    sentry_egress_ports: Sequence[Port] = (443,)
+    """TCP ports for that (the SMTP port is added when mail is on). Default: 443."""
+    offsite_egress_cidrs: Sequence[Cidr] = ("0.0.0.0/0",)
+    """Where the pods copying backups offsite may connect, on the S3 endpoint's port. Default:
+    anywhere but `egress_except_cidrs`."""
+    egress_except_cidrs: Sequence[Cidr] = PRIVATE_CIDRS
+    """Carved out of every egress CIDR above that contains them. Default: the private,
+    shared and link-local IPv4 ranges (pod, service and node networks, cloud metadata)."""
+
+
+@props
+class NetworkPoliciesProps(NetworkPoliciesOptions):
+    """Props of NetworkPolicies: the options, and the pods and servers they connect."""
 
     stack: Component
     """Names and labels of the namespace-wide policies (default deny, DNS)."""
     web: Component
     """The web pods: reachable from anywhere on `web_port`."""
-    web_port: int
+    web_port: Port
     """The web pods' HTTP port."""
     sentry: Sequence[Component]
     """Every Sentry pod (web, worker, cron, migrations, cleanup): clients of PostgreSQL and Redis."""
     internet: Sequence[Component]
     """The Sentry pods that may also reach `sentry_egress_cidrs` (web, worker, cron)."""
-    internet_ports: Sequence[int]
-    """TCP ports for that egress (443, and the SMTP port if mail is on)."""
     postgres: NetworkTarget
     """Where PostgreSQL is: its pods here (which then accept only the clients), or its addresses."""
     redis: NetworkTarget
     """Where Redis is, likewise."""
+    mail_ports: Sequence[Port] = ()
+    """TCP ports of outgoing mail, added to `sentry_egress_ports`. Default: none."""
     database_clients: Sequence[Component] = ()
     """Non-Sentry PostgreSQL clients (backup, restore). Default: none."""
     offsite: Component | None = None
     """The pods copying dumps offsite (the backup), if enabled. Default: none."""
-    offsite_port: int = 443
+    offsite_port: Port = 443
     """TCP port of the S3 endpoint. Default: 443."""
     metrics: Component | None = None
     """The statsd exporter, if metrics are on: Sentry pods send to it, Prometheus scrapes it.
     Default: none."""
-    metrics_ports: tuple[int, int] = (9125, 9102)
+    metrics_ports: tuple[Port, Port] = (9125, 9102)
     """Its statsd (UDP) and metrics (TCP) ports. Default: 9125 and 9102, the exporter's own."""
     metrics_senders: Sequence[Component] = ()
     """Pods besides Sentry's that send statsd metrics (the backup). Default: none."""
-    dns_namespace: str | None = "kube-system"
-    """Namespace of the cluster DNS pods every pod may query on port 53. Default: kube-system;
-    None allows port 53 to any address (e.g. NodeLocal DNSCache)."""
-    dns_pod_labels: Mapping[str, str] = field(default_factory=lambda: {"k8s-app": "kube-dns"})
-    """Labels of the cluster DNS pods. Default: k8s-app=kube-dns (CoreDNS keeps the label)."""
-    sentry_egress_cidrs: Sequence[str] = ("0.0.0.0/0",)
-    """Where the `internet` pods may connect on `internet_ports` (GitHub/GitLab login,
-    integrations, mail). Default: anywhere but `egress_except_cidrs`; () for nowhere."""
-    offsite_egress_cidrs: Sequence[str] = ("0.0.0.0/0",)
-    """Where the `offsite` pods may connect on `offsite_port`. Default: anywhere but
-    `egress_except_cidrs`."""
-    egress_except_cidrs: Sequence[str] = PRIVATE_CIDRS
-    """Carved out of every egress CIDR above that contains them. Default: the private,
-    shared and link-local IPv4 ranges (pod, service and node networks, cloud metadata)."""
 
 
 def _peer(component: Component) -> k8s.NetworkPolicyPeer:
@@ -145,11 +156,12 @@ class NetworkPolicies(Construct):
         to_postgres = _egress_to(props.postgres)
         to_databases = [to_postgres, _egress_to(props.redis)]
         internet = []
-        if props.sentry_egress_cidrs and props.internet_ports:
+        internet_ports = [*props.sentry_egress_ports, *props.mail_ports]
+        if props.sentry_egress_cidrs and internet_ports:
             internet = [
                 k8s.NetworkPolicyEgressRule(
                     to=_ip_blocks(props.sentry_egress_cidrs, props.egress_except_cidrs),
-                    ports=[_tcp(p) for p in sorted(set(props.internet_ports))],
+                    ports=[_tcp(p) for p in sorted(set(internet_ports))],
                 )
             ]
         to_metrics = []

@@ -2,8 +2,9 @@
 
 The workload constructs set what differs per image: the user and group each image
 runs as, a read-only root filesystem with emptyDir mounts where the process writes,
-no privilege escalation. Each then calls `harden` on its workloads, which adds to the
-pod template (so a construct used on its own is hardened too):
+no privilege escalation. `harden` adds the rest to the pod template; every workload
+construct has it run when the chart is synthesized (workload.finish), so a construct used
+on its own is hardened too, and so is a container added later through an escape hatch:
 - seccompProfile RuntimeDefault on the pod (cdk8s-plus has no API for it);
 - `capabilities: {drop: [ALL]}` on every container and init container: none of the
   images needs one once it starts as its own user (only the images' root-to-user
@@ -30,11 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cdk8s
-import cdk8s_plus_27 as kplus
+from cdk8s_plus_27 import k8s
 
 from constructs import Construct
 from constructs.naming import Component
-from imports import k8s
 
 POD_SECURITY_LEVEL = "restricted"
 # Enforce pinned to the API level the manifests are written for (cdk8s-plus-27), so a
@@ -49,20 +49,10 @@ POD_SECURITY_LABELS = {
     "pod-security.kubernetes.io/audit-version": "latest",
 }
 
-# What harden puts on every pod template. A Job's template is immutable, so
-# the migration Job's name also hashes these (sentry_migrations.py): changing them
-# makes a new Job rather than a `kubectl apply` that fails on the old one.
 SECCOMP_PROFILE = {"type": "RuntimeDefault"}
 CAPABILITIES = {"drop": ["ALL"]}
 SERVICE_ACCOUNT_COMPONENT = "serviceaccount"
 """The ServiceAccount's component: it is named `<release>-serviceaccount`."""
-POD_TEMPLATE_HARDENING = {
-    "enableServiceLinks": False,
-    "seccompProfile": SECCOMP_PROFILE,
-    "capabilities": CAPABILITIES,
-    "automountServiceAccountToken": False,
-    "serviceAccount": SERVICE_ACCOUNT_COMPONENT,
-}
 
 _POD_SPEC_PATHS = {
     "Deployment": "/spec/template/spec",
@@ -76,6 +66,11 @@ _POD_SPEC_PATHS = {
 def pod_spec_path(kind: str) -> str | None:
     """JSON pointer of the pod spec inside an object of this kind (None: not a workload)."""
     return _POD_SPEC_PATHS.get(kind)
+
+
+def pod_specs(manifest: dict) -> list[dict]:
+    """The pod spec inside a workload manifest, as a list (empty for other objects)."""
+    return [_pod_spec(manifest)] if pod_spec_path(manifest.get("kind", "")) is not None else []
 
 
 def _pod_spec(manifest: dict) -> dict:
@@ -196,47 +191,48 @@ def _pointer(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-WORKLOAD_TYPES = (kplus.Deployment, kplus.StatefulSet, kplus.Job, kplus.CronJob)
-HARDENED_ANNOTATION_PATH = "/metadata/labels"
-
-
-def harden(
-    workload: kplus.Deployment | kplus.StatefulSet | kplus.Job | kplus.CronJob, service_account: str | None
-) -> None:
-    """Apply the shared hardening (module docstring) to one workload. Each construct calls
-    it on its own workloads, last (the patches are computed from the object's synthesized
-    form, so they cover every container it has), so a construct used alone is hardened too.
-    `service_account`: the pods' ServiceAccount; None keeps the namespace's default one
-    (with no token mounted either way)."""
+def harden(workload: Construct, service_account: str | None) -> None:
+    """Apply the shared hardening (module docstring) to one workload, as it is now: each field
+    is added only where it is missing, so running it again after a container was added
+    hardens that container and changes nothing else. `service_account`: the pods'
+    ServiceAccount; None keeps the namespace's default one (with no token mounted either way)."""
     api_object = cdk8s.ApiObject.of(workload)
     manifest = api_object.to_json()
     path = pod_spec_path(manifest["kind"])
     assert path is not None, manifest["kind"]
     spec = _pod_spec(manifest)
     patches = [
-        cdk8s.JsonPatch.add(f"{path}/automountServiceAccountToken", False),
-        cdk8s.JsonPatch.add(f"{path}/enableServiceLinks", False),
+        cdk8s.JsonPatch.add(f"{path}/{field}", False)
+        for field in ("automountServiceAccountToken", "enableServiceLinks")
+        if spec.get(field) is not False
     ]
-    if service_account is not None:
+    if service_account is not None and spec.get("serviceAccountName") != service_account:
         patches.append(cdk8s.JsonPatch.add(f"{path}/serviceAccountName", service_account))
-    seccomp = dict(SECCOMP_PROFILE)
-    if "securityContext" in spec:
-        patches.append(cdk8s.JsonPatch.add(f"{path}/securityContext/seccompProfile", seccomp))
-    else:
-        patches.append(cdk8s.JsonPatch.add(f"{path}/securityContext", {"seccompProfile": seccomp}))
+    context = spec.get("securityContext")
+    if context is None:
+        patches.append(cdk8s.JsonPatch.add(f"{path}/securityContext", {"seccompProfile": dict(SECCOMP_PROFILE)}))
+    elif context.get("seccompProfile") != SECCOMP_PROFILE:
+        patches.append(cdk8s.JsonPatch.add(f"{path}/securityContext/seccompProfile", dict(SECCOMP_PROFILE)))
     for key in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(key, [])):
             drop = {"drop": list(CAPABILITIES["drop"])}
-            if "securityContext" in container:
-                patches.append(cdk8s.JsonPatch.add(f"{path}/{key}/{index}/securityContext/capabilities", drop))
-            else:
+            own = container.get("securityContext")
+            if own is None:
                 patches.append(cdk8s.JsonPatch.add(f"{path}/{key}/{index}/securityContext", {"capabilities": drop}))
+            elif own.get("capabilities") != CAPABILITIES:
+                patches.append(cdk8s.JsonPatch.add(f"{path}/{key}/{index}/securityContext/capabilities", drop))
+    annotations = manifest["metadata"].get("annotations")
     skips = checkov_skip_annotations(manifest)
-    if skips and "annotations" in manifest["metadata"]:
-        patches += [cdk8s.JsonPatch.add(f"/metadata/annotations/{_pointer(k)}", v) for k, v in skips.items()]
-    elif skips:
+    if skips and annotations is None:
         patches.append(cdk8s.JsonPatch.add("/metadata/annotations", skips))
-    api_object.add_json_patch(*patches)
+    elif skips:
+        patches += [
+            cdk8s.JsonPatch.add(f"/metadata/annotations/{_pointer(k)}", v)
+            for k, v in skips.items()
+            if annotations.get(k) != v
+        ]
+    if patches:
+        api_object.add_json_patch(*patches)
 
 
 def unhardened(manifests: list[dict]) -> list[str]:

@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct, images
+from constructs.checks import Image, PullPolicy, props
 from constructs.endpoints import NetworkTarget
-from constructs.naming import Component
-from constructs.placement import apply_pod_settings
-from constructs.pod_security import harden
-from constructs.props import PodSettings, PullPolicy, Resources, Storage, resources
-from constructs.quantities import parse_memory
-from constructs.secret_keys import REDIS_PASSWORD
-from constructs.workload import (
+from constructs.kube import (
     claim,
     claim_volume,
-    command_probe,
-    container_resources,
-    container_security,
     metadata,
     plain_env,
     pod_metadata,
-    pod_security,
-    pull_policy,
     secret_env,
-    select,
     service_for,
     shell_command,
     statefulset_claim_name,
+)
+from constructs.naming import Component, own_component
+from constructs.props import PodSettings, Resources, Storage, resources
+from constructs.quantities import parse_memory
+from constructs.secret_keys import SecretKeys
+from constructs.workload import (
+    command_probe,
+    container_resources,
+    container_security,
+    finish,
+    pod_security,
+    pull_policy,
 )
 
 REDIS_PORT = 6379
@@ -47,15 +46,11 @@ MAXMEMORY_POLICY = "volatile-lru"
 REDIS_GID = images.REDIS.gid
 
 
-@dataclass(frozen=True)
-class RedisBrokerProps:
-    """Props of RedisBroker."""
+@props
+class RedisOptions:
+    """What a user chooses about the in-cluster Redis."""
 
-    component: Component
-    """Names and labels of the Redis objects."""
-    secret: kplus.ISecret
-    """Secret holding `redis-password`."""
-    image: str = "redis:6.2.14-alpine"
+    image: Image = "redis:6.2.14-alpine"
     """Redis image. Default: redis:6.2.14-alpine (its uid/gid 999/1000 are the pod's)."""
     storage: Storage = Storage(size="1Gi")
     """The AOF volume (a claim of its own, so it can grow). Default: 1Gi, the cluster's default
@@ -63,12 +58,25 @@ class RedisBrokerProps:
     resources: Resources = resources("50m", "64Mi", "250m", "256Mi")
     """Requests and limits; Redis's maxmemory is half the memory limit. Default: 50m / 64Mi
     requested, 250m / 256Mi at most."""
-    image_pull_policy: PullPolicy = "IfNotPresent"
-    """Pull policy. Default: IfNotPresent, so minikube can use a preloaded image."""
     pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
+
+
+@props
+class RedisBrokerProps(RedisOptions):
+    """Props of RedisBroker: the options, and how it runs."""
+
+    secret: kplus.ISecret
+    """Secret holding the Redis password."""
+    component: Component | None = None
+    """Names and labels of the Redis objects. Default: derived from the construct's id
+    (`<id>-redis`) and the image's tag."""
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    """Pull policy. Default: IfNotPresent, so minikube can use a preloaded image."""
     service_account: str | None = None
     """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
+    secret_keys: SecretKeys = SecretKeys()
+    """The names of the keys in `secret` (`redis_password`). Default: the stack's names."""
 
 
 class RedisBroker(Construct):
@@ -81,7 +89,7 @@ class RedisBroker(Construct):
     def __init__(self, scope: Construct, id: str, props: RedisBrokerProps) -> None:
         super().__init__(scope, id)
         self.props = props
-        comp = props.component
+        self.component = comp = own_component(id, props.component, "redis", "redis", props.image)
         self.service = service_for(
             self, comp, [kplus.ServicePort(name="redis", port=REDIS_PORT, target_port=REDIS_PORT)]
         )
@@ -115,9 +123,9 @@ class RedisBroker(Construct):
                     command=shell_command("redis-server"),
                     port_number=REDIS_PORT,
                     env_variables={
-                        "REDIS_PASSWORD": secret_env(props.secret, REDIS_PASSWORD.key),
+                        "REDIS_PASSWORD": secret_env(props.secret, props.secret_keys.redis_password),
                         # redis-cli reads the password from here, so probes pass no -a flag.
-                        "REDISCLI_AUTH": secret_env(props.secret, REDIS_PASSWORD.key),
+                        "REDISCLI_AUTH": secret_env(props.secret, props.secret_keys.redis_password),
                         "REDIS_PORT": kplus.EnvValue.from_value(str(REDIS_PORT)),
                         "REDIS_DATA_DIR": kplus.EnvValue.from_value(DATA_MOUNT),
                         "REDIS_MAXMEMORY": kplus.EnvValue.from_value(str(self.maxmemory)),
@@ -138,14 +146,18 @@ class RedisBroker(Construct):
                 )
             ],
         )
-        select(self.statefulset, comp)
-        harden(self.statefulset, props.service_account)
-        apply_pod_settings(self.statefulset, props.pods, comp)
+        finish(
+            self.statefulset,
+            comp,
+            pods=props.pods,
+            service_account=props.service_account,
+            sizes={"redis": props.resources},
+        )
 
     def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
         """What a redis-cli client of this server needs: host, port and the password
         (REDISCLI_AUTH, which redis-cli reads instead of an -a flag)."""
         return {
             **plain_env({"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}),
-            "REDISCLI_AUTH": secret_env(secret or self.secret, REDIS_PASSWORD.key),
+            "REDISCLI_AUTH": secret_env(secret or self.secret, self.props.secret_keys.redis_password),
         }

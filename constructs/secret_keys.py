@@ -1,13 +1,18 @@
-"""The keys of the stack's Secret: its contract with the workloads that read it.
+"""The keys of the Secret the constructs read: their names (a prop, `SecretKeys`) and what
+each holds (`SecretKey`, for the application that fills the Secret).
 
-Every construct that reads a secret names one of these keys (by secretKeyRef); the
-application's secrets store (app/secrets_store.py) fills them, or the user's own Secret
+Every construct that reads a secret takes it by secretKeyRef under the name its
+`secret_keys` prop gives; the application's secrets store (app/secrets_store.py) fills the
+stack's own Secret under the default names, or the user's own Secret
 (`secrets.existing_secret`) holds them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from constructs.checks import Pattern, props
 
 ENV_PREFIX = "SENTRY_K8S_"
 
@@ -50,3 +55,36 @@ ALL_KEYS: tuple[SecretKey, ...] = (
     FILESTORE_S3_SECRET_ACCESS_KEY,
     GCS_CREDENTIALS,
 )
+
+KeyName = Annotated[str, Pattern(r"[-._a-zA-Z0-9]+", "a Secret key: letters, digits, '-', '_' and '.'")]
+
+
+@props
+class SecretKeys:
+    """Under which key of the Secret each value is. Default: the stack's own names, which the
+    application's secrets store writes."""
+
+    postgres_password: KeyName = POSTGRES_PASSWORD.key
+    """PostgreSQL password of the Sentry role. Default: postgres-password."""
+    redis_password: KeyName = REDIS_PASSWORD.key
+    """Redis password. Default: redis-password."""
+    sentry_secret_key: KeyName = SENTRY_SECRET_KEY.key
+    """Sentry's secret key. Default: sentry-secret-key."""
+    admin_password: KeyName = ADMIN_PASSWORD.key
+    """Password of the superuser the migrations create. Default: admin-password."""
+    github_client_secret: KeyName = GITHUB_CLIENT_SECRET.key
+    """GitHub OAuth client secret. Default: github-client-secret."""
+    github_private_key: KeyName = GITHUB_PRIVATE_KEY.key
+    """GitHub App private key. Default: github-private-key."""
+    github_webhook_secret: KeyName = GITHUB_WEBHOOK_SECRET.key
+    """GitHub App webhook secret. Default: github-webhook-secret."""
+    gitlab_application_secret: KeyName = GITLAB_APPLICATION_SECRET.key
+    """GitLab OAuth application secret. Default: gitlab-application-secret."""
+    smtp_password: KeyName = SMTP_PASSWORD.key
+    """SMTP password. Default: smtp-password."""
+    s3_secret_access_key: KeyName = S3_SECRET_ACCESS_KEY.key
+    """Secret key of the offsite backup bucket. Default: s3-secret-access-key."""
+    filestore_s3_secret_access_key: KeyName = FILESTORE_S3_SECRET_ACCESS_KEY.key
+    """Secret key of the s3 filestore. Default: filestore-s3-secret-access-key."""
+    gcs_credentials: KeyName = GCS_CREDENTIALS.key
+    """Google service account key of the gcs filestore. Default: gcs-credentials."""

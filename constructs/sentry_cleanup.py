@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
+from constructs.checks import CronSchedule, Range, props
+from constructs.kube import cron, seconds
 from constructs.naming import Component
-from constructs.placement import apply_pod_settings
-from constructs.pod_security import harden
 from constructs.props import PodSettings, Resources, resources
 from constructs.sentry_migrations import MigrationGate
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import cron, seconds
 
 
-@dataclass(frozen=True)
-class SentryCleanupProps:
-    """Props of SentryCleanup."""
+@props
+class SentryCleanupOptions:
+    """What a user chooses about the cleanup."""
+
+    days: Annotated[int, Range(1, 3650)] = 90
+    """Delete events (and their files) older than this many days. Default: 90."""
+    schedule: CronSchedule = "0 4 * * *"
+    """Cron schedule, UTC (five fields, or a macro such as @daily). Default: 04:00 every day,
+    an hour after the backup."""
+    resources: Resources = resources("50m", "150Mi", "500m", "1Gi")
+    """Requests and limits of a run. Default: 50m / 150Mi requested, 500m / 1Gi at most."""
+    pods: PodSettings = PodSettings()
+    """Placement and pod metadata. Default: none."""
+
+
+@props
+class SentryCleanupProps(SentryCleanupOptions):
+    """Props of SentryCleanup: the options, and what a run works with."""
 
     component: Component
     """Names and labels of the CronJob."""
@@ -26,15 +40,6 @@ class SentryCleanupProps:
     """The shared Sentry pod configuration."""
     migrations: MigrationGate
     """The migrations a run waits for (SentryMigrations): cleanup queries the migrated schema."""
-    days: int = 90
-    """Delete events (and their files) older than this many days. Default: 90."""
-    schedule: str = "0 4 * * *"
-    """Cron schedule, UTC (five fields, or a macro such as @daily). Default: 04:00 every day,
-    an hour after the backup."""
-    resources: Resources = resources("50m", "150Mi", "500m", "1Gi")
-    """Requests and limits of a run. Default: 50m / 150Mi requested, 500m / 1Gi at most."""
-    pods: PodSettings = PodSettings()
-    """Placement and pod metadata. Default: none."""
 
 
 class SentryCleanup(Construct):
@@ -67,5 +72,4 @@ class SentryCleanup(Construct):
                 )
             ],
         )
-        harden(self.cronjob, rt.props.service_account)
-        apply_pod_settings(self.cronjob, props.pods, comp)
+        rt.finish(self.cronjob, comp, props.pods, {"cleanup": props.resources})

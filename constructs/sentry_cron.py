@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
+from constructs.checks import props
 from constructs.naming import Component
-from constructs.placement import apply_pod_settings
-from constructs.pod_security import harden
 from constructs.props import PodSettings, Resources, resources
 from constructs.sentry_migrations import MigrationGate
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import select
 
 
-@dataclass(frozen=True)
-class SentryCronProps:
-    """Props of SentryCron."""
+@props
+class SentryCronOptions:
+    """What a user chooses about the scheduler pod."""
+
+    # 50m: the seed measured 2m in use; with 100m the upgrade peak would not fit a minikube
+    # that runs Calico (docs/operations.md: Capacity).
+    resources: Resources = resources("50m", "150Mi", "250m", "250Mi")
+    """Requests and limits of the scheduler. Default: 50m / 150Mi requested, 250m / 250Mi at most."""
+    pods: PodSettings = PodSettings()
+    """Placement and pod metadata. Default: none."""
+
+
+@props
+class SentryCronProps(SentryCronOptions):
+    """Props of SentryCron: the options, and what the scheduler runs with."""
 
     component: Component
     """Names and labels of the cron objects."""
@@ -26,12 +34,6 @@ class SentryCronProps:
     """The shared Sentry pod configuration."""
     migrations: MigrationGate
     """The migrations the pod waits for (SentryMigrations) before it starts."""
-    # 50m: the seed measured 2m in use; with 100m the upgrade peak would not fit a minikube
-    # that runs Calico (docs/operations.md: Capacity).
-    resources: Resources = resources("50m", "150Mi", "250m", "250Mi")
-    """Requests and limits of the scheduler. Default: 50m / 150Mi requested, 250m / 250Mi at most."""
-    pods: PodSettings = PodSettings()
-    """Placement and pod metadata. Default: none."""
 
 
 class SentryCron(Construct):
@@ -60,6 +62,4 @@ class SentryCron(Construct):
                 )
             ],
         )
-        select(self.deployment, comp)
-        harden(self.deployment, rt.props.service_account)
-        apply_pod_settings(self.deployment, props.pods, comp)
+        rt.finish(self.deployment, comp, props.pods, {"cron": props.resources})

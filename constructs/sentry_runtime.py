@@ -14,50 +14,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cdk8s_plus_27 as kplus
+import yaml
 
 from constructs import Construct, images
+from constructs.checks import Check, Image, PullPolicy, fail, props
 from constructs.endpoints import PostgresEndpoint, RedisEndpoint
+from constructs.kube import claim, metadata, plain_env, pod_metadata, secret_env, shell_command
 from constructs.naming import Component
 from constructs.props import (
-    ConfigurationConflict,
     GcsFilestore,
     GithubConfig,
     GitlabConfig,
-    PullPolicy,
+    PodSettings,
     Resources,
     S3Filestore,
     SmtpConfig,
     Storage,
 )
-from constructs.secret_keys import (
-    FILESTORE_S3_SECRET_ACCESS_KEY,
-    GCS_CREDENTIALS,
-    GITHUB_CLIENT_SECRET,
-    GITHUB_PRIVATE_KEY,
-    GITHUB_WEBHOOK_SECRET,
-    GITLAB_APPLICATION_SECRET,
-    REDIS_PASSWORD,
-    SENTRY_SECRET_KEY,
-    SMTP_PASSWORD,
-)
+from constructs.secret_keys import SecretKeys
 from constructs.workload import (
     WAIT_RESOURCES,
-    claim,
     container_resources,
     container_security,
-    metadata,
-    plain_env,
-    pod_metadata,
+    finish,
     pod_security,
     pull_policy,
-    secret_env,
-    shell_command,
 )
 
 SENTRY_FILES_DIR = Path(__file__).parent / "sentry_files"
@@ -81,33 +69,130 @@ GCS_KEY_MOUNT = "/var/run/secrets/google"
 GCS_KEY_FILE = "credentials.json"
 
 
-@dataclass(frozen=True)
-class SentryRuntimeProps:
-    """Props of SentryRuntime."""
+def _url_origin(value: str) -> None:
+    """system.url-prefix: Sentry 9.1 is served from the root of its host, so an origin only."""
+    if value and not re.match(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$", value):
+        raise ValueError(
+            f"{value!r} is not a public URL: use http:// or https://, a host and an optional "
+            "port, with no path and no trailing slash (e.g. https://sentry.example.com)"
+        )
 
-    config_component: Component
-    """Names and labels of the ConfigMap."""
-    filestore_component: Component
-    """Names and labels of the filestore claim."""
-    postgres: PostgresEndpoint
-    """The database (in the cluster or external): where, how to connect, the client image."""
-    redis: RedisEndpoint
-    """The broker and cache (in the cluster or external)."""
-    secret: kplus.ISecret
-    """The Secret every Sentry pod reads (its keys: constructs/secret_keys.py)."""
-    image: str = "sentry:9.1.2"
+
+def _python_settings(value: str) -> None:
+    """Extra sentry.conf.py lines: ASCII (Python 2 rejects other bytes without a coding line)
+    and valid syntax, so a typo fails the synth instead of every Sentry pod's start."""
+    if not value.isascii():
+        raise ValueError("must be ASCII: Python 2.7 rejects other characters in a file without a coding line")
+    try:
+        compile(value, "sentry.conf_py_extra", "exec")
+    except SyntaxError as exc:
+        raise ValueError(f"is not valid Python: line {exc.lineno}: {exc.msg}") from None
+
+
+def _yaml_mapping(value: str) -> None:
+    if not value.strip():
+        return
+    try:
+        data = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"must be a YAML mapping of option names to values, not {type(data).__name__}")
+
+
+# The variables SentryRuntime.env() may set itself: an extra_env of the same name is refused.
+OWN_ENV = frozenset(
+    {
+        "SENTRY_CONF",
+        "SENTRY_WEB_HOST",
+        "SENTRY_WEB_PORT",
+        "SENTRY_POSTGRES_HOST",
+        "SENTRY_POSTGRES_PORT",
+        "SENTRY_DB_NAME",
+        "SENTRY_DB_USER",
+        "SENTRY_DB_PASSWORD",
+        "SENTRY_REDIS_HOST",
+        "SENTRY_REDIS_PORT",
+        "SENTRY_REDIS_DB",
+        "SENTRY_REDIS_PASSWORD",
+        "SENTRY_SECRET_KEY",
+        "SENTRY_FILESTORE_DIR",
+        "SENTRY_S3_BUCKET",
+        "SENTRY_S3_REGION",
+        "SENTRY_S3_ENDPOINT_URL",
+        "SENTRY_S3_ACCESS_KEY_ID",
+        "SENTRY_S3_ADDRESSING_STYLE",
+        "SENTRY_S3_SECRET_ACCESS_KEY",
+        "SENTRY_GCS_BUCKET",
+        "SENTRY_GCS_PROJECT_ID",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "SENTRY_SINGLE_ORGANIZATION",
+        "SENTRY_ALLOW_REGISTRATION",
+        "SENTRY_BEACON",
+        "SENTRY_USE_SSL",
+        "SENTRY_TRUSTED_PROXY",
+        "SENTRY_SERVER_EMAIL",
+        "SENTRY_URL_PREFIX",
+        "SENTRY_STATSD_HOST",
+        "SENTRY_STATSD_PORT",
+        "SENTRY_EMAIL_HOST",
+        "SENTRY_EMAIL_PORT",
+        "SENTRY_EMAIL_USER",
+        "SENTRY_EMAIL_USE_TLS",
+        "SENTRY_EMAIL_PASSWORD",
+        "GITHUB_APP_ID",
+        "GITHUB_REQUIRE_VERIFIED_EMAIL",
+        "GITHUB_API_SECRET",
+        "GITHUB_APP_INTEGRATION_ID",
+        "GITHUB_APP_NAME",
+        "GITHUB_APP_CLIENT_ID",
+        "GITHUB_APP_CLIENT_SECRET",
+        "GITHUB_APP_PRIVATE_KEY",
+        "GITHUB_APP_WEBHOOK_SECRET",
+        "GITLAB_APP_ID",
+        "GITLAB_BASE_DOMAIN",
+        "GITLAB_APP_SECRET",
+        "PGSSLMODE",
+        "PGSSLROOTCERT",
+    }
+)
+
+
+def _extra_env(value: Mapping[str, str]) -> None:
+    bad = sorted(name for name in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name))
+    if bad:
+        raise ValueError(f"{bad} are not environment variable names (letters, digits and '_')")
+    clashes = sorted(set(value) & OWN_ENV)
+    if clashes:
+        raise ValueError(f"{', '.join(clashes)} are set by the stack itself; choose other names")
+
+
+UrlOrigin = Annotated[str, Check(_url_origin)]
+PythonSettings = Annotated[str, Check(_python_settings)]
+YamlOptions = Annotated[str, Check(_yaml_mapping)]
+ExtraEnv = Annotated[Mapping[str, str], Check(_extra_env)]
+
+
+@props
+class SentryRuntimeOptions:
+    """What every Sentry pod shares, as a user chooses it."""
+
+    image: Image = "sentry:9.1.2"
     """The Sentry image of every pod. Default: the stock sentry:9.1.2, which has neither the
     GitHub/GitLab login plugins nor the gcs filestore's library (images/sentry-auth has both)."""
     image_pull_policy: PullPolicy = "IfNotPresent"
     """Pull policy of every container. Default: IfNotPresent, so minikube can use a preloaded image."""
-    url_prefix: str = ""
+    url_prefix: UrlOrigin = ""
     """Sentry's public URL (system.url-prefix), an origin such as https://sentry.example.com.
-    Default: empty, derived from each request."""
+    Default: empty: the first administrator enters it in Sentry's setup page, which keeps it
+    in the database."""
     single_organization: bool = True
     """One organization for everyone (Sentry's single-organization mode). Default: true."""
     allow_registration: bool = False
     """Show the Register form on the login page, so anyone who reaches it can make an account.
     Default: false (the admin invites members)."""
+    beacon: bool = False
+    """Send Sentry's anonymous usage beacon to sentry.io every hour. Default: false."""
     filestore: Storage | S3Filestore | GcsFilestore = Storage(size="10Gi")
     """Where Sentry keeps release files, source maps and debug files: a claim of this size
     (Storage), or a bucket (S3Filestore, GcsFilestore; then no claim is made). Default: a
@@ -118,15 +203,39 @@ class SentryRuntimeProps:
     """Sign in with GitHub, and the GitHub App integration. Default: neither."""
     gitlab: GitlabConfig = GitlabConfig()
     """Sign in with GitLab. Default: off."""
-    extra_env: Mapping[str, str] = field(default_factory=dict)
+    extra_env: ExtraEnv = field(default_factory=dict)
     """Plain environment variables of every Sentry container (never secrets); a name the
     construct sets itself is refused. Default: none."""
-    conf_py_extra: str = ""
+    conf_py_extra: PythonSettings = ""
     """Python appended to sentry.conf.py, after the project's settings. Default: none."""
-    config_yml_extra: str = ""
+    config_yml_extra: YamlOptions = ""
     """Options appended to config.yml, after the project's. Default: none."""
+
+    def __post_init__(self) -> None:
+        for name in ("filestore",):
+            value = getattr(self, name)
+            if isinstance(value, S3Filestore | GcsFilestore) and not value.bucket:
+                fail(self, name, f"{type(value).__name__}.bucket is required")
+
+
+@props
+class SentryRuntimeProps(SentryRuntimeOptions):
+    """Props of SentryRuntime: the options, and where the Sentry pods connect."""
+
+    config_component: Component
+    """Names and labels of the ConfigMap."""
+    filestore_component: Component
+    """Names and labels of the filestore claim."""
+    postgres: PostgresEndpoint
+    """The database (in the cluster or external): where, how to connect, the client image."""
+    redis: RedisEndpoint
+    """The broker and cache (in the cluster or external)."""
+    secret: kplus.ISecret
+    """The Secret every Sentry pod reads."""
+    secret_keys: SecretKeys = SecretKeys()
+    """The names of the keys in `secret`. Default: the stack's names (SecretKeys())."""
     use_ssl: bool = False
-    """Whether Sentry is served over TLS (Ingress with a TLS secret). Default: false."""
+    """Whether Sentry is served over TLS (an Ingress with a TLS secret). Default: false."""
     service_account: str | None = None
     """ServiceAccount of every Sentry pod. Default: the namespace's default (no token either way)."""
     statsd: tuple[str, int] | None = None
@@ -191,6 +300,7 @@ class SentryRuntime(Construct):
             **self._filestore_settings(),
             "SENTRY_SINGLE_ORGANIZATION": _bool(cfg.single_organization),
             "SENTRY_ALLOW_REGISTRATION": _bool(cfg.allow_registration),
+            "SENTRY_BEACON": _bool(cfg.beacon),
             "SENTRY_USE_SSL": _bool(self.props.use_ssl),
             "SENTRY_TRUSTED_PROXY": _bool(self.props.trusted_proxy),
             "SENTRY_SERVER_EMAIL": cfg.smtp.from_address,
@@ -223,34 +333,32 @@ class SentryRuntime(Construct):
         if cfg.gitlab.login_enabled:
             values |= {"GITLAB_APP_ID": cfg.gitlab.application_id, "GITLAB_BASE_DOMAIN": cfg.gitlab.base_domain}
 
-        secret = self.props.secret
+        secret, keys = self.props.secret, self.props.secret_keys
         client = pg.client_env()
         env = {
             **plain_env(values),
             # libpq (under Django's psycopg2) reads the TLS settings itself.
             **{k: v for k, v in client.items() if k.startswith("PGSSL")},
-            "SENTRY_SECRET_KEY": secret_env(secret, SENTRY_SECRET_KEY.key),
+            "SENTRY_SECRET_KEY": secret_env(secret, keys.sentry_secret_key),
             "SENTRY_DB_PASSWORD": client["PGPASSWORD"],
-            "SENTRY_REDIS_PASSWORD": secret_env(secret, REDIS_PASSWORD.key),
+            "SENTRY_REDIS_PASSWORD": secret_env(secret, keys.redis_password),
         }
         if cfg.smtp.host and cfg.smtp.user:
-            env["SENTRY_EMAIL_PASSWORD"] = secret_env(secret, SMTP_PASSWORD.key)
+            env["SENTRY_EMAIL_PASSWORD"] = secret_env(secret, keys.smtp_password)
         if github.login_enabled:
-            env["GITHUB_API_SECRET"] = secret_env(secret, GITHUB_CLIENT_SECRET.key)
+            env["GITHUB_API_SECRET"] = secret_env(secret, keys.github_client_secret)
         if github.app_id:
-            env["GITHUB_APP_CLIENT_SECRET"] = secret_env(secret, GITHUB_CLIENT_SECRET.key)
-            env["GITHUB_APP_PRIVATE_KEY"] = secret_env(secret, GITHUB_PRIVATE_KEY.key)
-            env["GITHUB_APP_WEBHOOK_SECRET"] = secret_env(secret, GITHUB_WEBHOOK_SECRET.key)
+            env["GITHUB_APP_CLIENT_SECRET"] = secret_env(secret, keys.github_client_secret)
+            env["GITHUB_APP_PRIVATE_KEY"] = secret_env(secret, keys.github_private_key)
+            env["GITHUB_APP_WEBHOOK_SECRET"] = secret_env(secret, keys.github_webhook_secret)
         if cfg.gitlab.login_enabled:
-            env["GITLAB_APP_SECRET"] = secret_env(secret, GITLAB_APPLICATION_SECRET.key)
+            env["GITLAB_APP_SECRET"] = secret_env(secret, keys.gitlab_application_secret)
         files = cfg.filestore
         if isinstance(files, S3Filestore) and files.access_key_id:
-            env["SENTRY_S3_SECRET_ACCESS_KEY"] = secret_env(secret, FILESTORE_S3_SECRET_ACCESS_KEY.key)
-        clashes = sorted(set(cfg.extra_env) & set(env))
-        if clashes:
-            raise ConfigurationConflict(
-                f"sentry.extra_env: {', '.join(clashes)} are set by the stack itself; choose other names"
-            )
+            env["SENTRY_S3_SECRET_ACCESS_KEY"] = secret_env(secret, keys.filestore_s3_secret_access_key)
+        # Names the stack sets are refused in extra_env by the props (OWN_ENV); this keeps
+        # that list true.
+        assert set(env) <= OWN_ENV, sorted(set(env) - OWN_ENV)
         return {**env, **plain_env(dict(cfg.extra_env))}
 
     def _filestore_settings(self) -> dict[str, str]:
@@ -292,6 +400,26 @@ class SentryRuntime(Construct):
             "security_context": self.security_context(),
             "init_containers": init_containers,
         }
+
+    def finish(
+        self,
+        workload: kplus.Deployment | kplus.Job | kplus.CronJob,
+        component: Component,
+        pods: PodSettings,
+        sizes: dict[str, Resources],
+        spread_by_default: bool = False,
+        job_name: str | None = None,
+    ) -> None:
+        """workload.finish for a Sentry workload, with the runtime's ServiceAccount."""
+        finish(
+            workload,
+            component,
+            pods=pods,
+            service_account=self.props.service_account,
+            sizes=sizes,
+            spread_by_default=spread_by_default,
+            job_name=job_name,
+        )
 
     def container(
         self,
@@ -340,7 +468,7 @@ class SentryRuntime(Construct):
                 "gcs-key-volume",
                 self.props.secret,
                 name="gcs-key",
-                items={GCS_CREDENTIALS.key: kplus.PathMapping(path=GCS_KEY_FILE)},
+                items={self.props.secret_keys.gcs_credentials: kplus.PathMapping(path=GCS_KEY_FILE)},
             )
             mounts.append(kplus.VolumeMount(path=GCS_KEY_MOUNT, volume=key, read_only=True))
         if filestore and self.filestore_claim is not None:

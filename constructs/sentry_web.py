@@ -1,30 +1,22 @@
-"""SentryWeb: the web UI and API, rolled out without downtime and reachable on a NodePort."""
+"""SentryWeb: the web UI and API, rolled out without downtime, behind a Service."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import field
+from typing import Annotated, Literal
 
 import cdk8s_plus_27 as kplus
+from cdk8s_plus_27 import k8s
 
 from constructs import Construct, images
+from constructs.checks import IngressHost, KubeName, Range, fail, props
+from constructs.kube import seconds, service_for
 from constructs.naming import Component
-from constructs.placement import apply_pod_settings
-from constructs.pod_security import harden
 from constructs.props import PodSettings, Resources, resources
 from constructs.sentry_migrations import MigrationGate
 from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime
-from constructs.workload import (
-    CpuAutoscaling,
-    autoscale,
-    disruption_budget,
-    seconds,
-    select,
-    service_for,
-    zero_downtime_rollout,
-)
-from imports import k8s
+from constructs.workload import CpuAutoscaling, autoscale, disruption_budget, zero_downtime_rollout
 
 HEALTH_PATH = "/_health/"
 # Stopping a web pod without dropping a request (the real Sentry tier's stop-sequence test
@@ -41,40 +33,34 @@ DRAIN_SECONDS = 30
 TERMINATION_GRACE_SECONDS = PRESTOP_DELAY_SECONDS + DRAIN_SECONDS + 15
 
 
-@dataclass(frozen=True)
+@props
 class WebIngress:
     """An Ingress in front of the web Service."""
 
-    host: str
-    """The host name it serves (a leading '*.' is allowed)."""
-    class_name: str | None = None
+    host: IngressHost
+    """The host name it serves (a DNS name; a leading '*.' is allowed)."""
+    class_name: KubeName | None = None
     """IngressClass. Default: the cluster's default class."""
-    tls_secret: str | None = None
+    tls_secret: KubeName | None = None
     """Secret with the host's TLS certificate. Default: none, plain HTTP."""
     annotations: Mapping[str, str] = field(default_factory=dict)
     """Annotations of the Ingress (e.g. for cert-manager). Default: none."""
 
 
-@dataclass(frozen=True)
-class SentryWebProps:
-    """Props of SentryWeb."""
+@props
+class SentryWebOptions:
+    """What a user chooses about the web pods."""
 
-    component: Component
-    """Names and labels of the web objects."""
-    runtime: SentryRuntime
-    """The shared Sentry pod configuration."""
-    migrations: MigrationGate
-    """The migrations the pods wait for (SentryMigrations) before they start."""
-    replicas: int = 2
+    replicas: Annotated[int, Range(1, 50)] = 2
     """Pods serving the UI. Default: 2, so a rollout or a node drain keeps one serving."""
     resources: Resources = resources("100m", "400Mi", "600m", "3Gi")
     """Requests and limits of the web container. Default: 100m / 400Mi requested, 600m / 3Gi
     at most (Sentry's uWSGI workers grow on large events)."""
-    service_type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = "NodePort"
-    """Type of the web Service. Default: NodePort, reachable on every node (minikube)."""
-    node_port: int | None = 30000
-    """The Service's nodePort (NodePort and LoadBalancer). Default: 30000; None lets the
-    cluster pick one."""
+    service_type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = "ClusterIP"
+    """Type of the web Service. Default: ClusterIP, reachable inside the cluster (put an Ingress
+    in front, or choose NodePort)."""
+    node_port: Annotated[int, Range(30000, 32767)] | None = None
+    """The Service's nodePort (NodePort and LoadBalancer only). Default: None, the cluster picks one."""
     service_annotations: Mapping[str, str] = field(default_factory=dict)
     """Annotations of the web Service (e.g. a cloud load balancer's). Default: none."""
     ingress: WebIngress | None = None
@@ -83,6 +69,22 @@ class SentryWebProps:
     """Scale on CPU with a HorizontalPodAutoscaler instead of a fixed `replicas`. Default: off."""
     pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
+
+    def __post_init__(self) -> None:
+        if self.node_port is not None and self.service_type == "ClusterIP":
+            fail(self, "node_port", f"{self.node_port} needs service_type NodePort or LoadBalancer, not ClusterIP")
+
+
+@props
+class SentryWebProps(SentryWebOptions):
+    """Props of SentryWeb: the options, and what the web pods run with."""
+
+    component: Component
+    """Names and labels of the web objects."""
+    runtime: SentryRuntime
+    """The shared Sentry pod configuration."""
+    migrations: MigrationGate
+    """The migrations the pods wait for (SentryMigrations) before they start."""
 
 
 class SentryWeb(Construct):
@@ -134,9 +136,7 @@ class SentryWeb(Construct):
                 )
             ],
         )
-        select(self.deployment, comp)
-        harden(self.deployment, rt.props.service_account)
-        apply_pod_settings(self.deployment, props.pods, comp, spread_by_default=True)
+        rt.finish(self.deployment, comp, props.pods, {"web": props.resources}, spread_by_default=True)
         if props.autoscaling is not None:
             autoscale(self, self.deployment, comp, props.autoscaling)
 
@@ -145,11 +145,10 @@ class SentryWeb(Construct):
             "ClusterIP": kplus.ServiceType.CLUSTER_IP,
             "LoadBalancer": kplus.ServiceType.LOAD_BALANCER,
         }[props.service_type]
-        node_port = props.node_port if props.service_type != "ClusterIP" else None
         self.service = service_for(
             self,
             comp,
-            [kplus.ServicePort(name="http", port=SENTRY_PORT, target_port=SENTRY_PORT, node_port=node_port)],
+            [kplus.ServicePort(name="http", port=SENTRY_PORT, target_port=SENTRY_PORT, node_port=props.node_port)],
             service_type=service_type,
             annotations=props.service_annotations,
         )

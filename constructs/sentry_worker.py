@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
+from constructs.checks import Range, props
+from constructs.kube import seconds
 from constructs.naming import Component
-from constructs.placement import apply_pod_settings
-from constructs.pod_security import harden
 from constructs.props import PodSettings, Resources, resources
 from constructs.sentry_migrations import MigrationGate
 from constructs.sentry_runtime import SentryRuntime
-from constructs.workload import (
-    CpuAutoscaling,
-    autoscale,
-    disruption_budget,
-    seconds,
-    select,
-    zero_downtime_rollout,
-)
+from constructs.workload import CpuAutoscaling, autoscale, disruption_budget, zero_downtime_rollout
 
 
-@dataclass(frozen=True)
-class SentryWorkerProps:
-    """Props of SentryWorker."""
+@props
+class SentryWorkerOptions:
+    """What a user chooses about the worker pods."""
+
+    replicas: Annotated[int, Range(1, 50)] = 2
+    """Worker pods. Default: 2, so a rollout or a node drain keeps one processing events."""
+    concurrency: Annotated[int, Range(1, 64)] = 2
+    """Celery processes per pod. Default: 2."""
+    resources: Resources = resources("100m", "150Mi", "300m", "3Gi")
+    """Requests and limits of the worker container. Default: 100m / 150Mi requested, 300m / 3Gi
+    at most (a large event's processing briefly needs much more than an idle worker)."""
+    termination_grace_seconds: Annotated[int, Range(30, None)] = 300
+    """Time a stopping worker gets to finish its running tasks. Default: 300."""
+    autoscaling: CpuAutoscaling | None = None
+    """Scale on CPU with a HorizontalPodAutoscaler instead of a fixed `replicas`. Default: off."""
+    pods: PodSettings = PodSettings()
+    """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
+
+
+@props
+class SentryWorkerProps(SentryWorkerOptions):
+    """Props of SentryWorker: the options, and what the worker pods run with."""
 
     component: Component
     """Names and labels of the worker objects."""
@@ -33,19 +45,6 @@ class SentryWorkerProps:
     """The shared Sentry pod configuration."""
     migrations: MigrationGate
     """The migrations the pods wait for (SentryMigrations) before they start."""
-    replicas: int = 2
-    """Worker pods. Default: 2, so a rollout or a node drain keeps one processing events."""
-    concurrency: int = 2
-    """Celery processes per pod. Default: 2."""
-    resources: Resources = resources("100m", "150Mi", "300m", "3Gi")
-    """Requests and limits of the worker container. Default: 100m / 150Mi requested, 300m / 3Gi
-    at most (a large event's processing briefly needs much more than an idle worker)."""
-    termination_grace_seconds: int = 300
-    """Time a stopping worker gets to finish its running tasks. Default: 300."""
-    autoscaling: CpuAutoscaling | None = None
-    """Scale on CPU with a HorizontalPodAutoscaler instead of a fixed `replicas`. Default: off."""
-    pods: PodSettings = PodSettings()
-    """Placement and pod metadata. Default: none, and a soft spread across nodes and zones."""
 
 
 class SentryWorker(Construct):
@@ -78,9 +77,7 @@ class SentryWorker(Construct):
                 )
             ],
         )
-        select(self.deployment, comp)
-        harden(self.deployment, rt.props.service_account)
-        apply_pod_settings(self.deployment, props.pods, comp, spread_by_default=True)
+        rt.finish(self.deployment, comp, props.pods, {"worker": props.resources}, spread_by_default=True)
         if props.autoscaling is not None:
             autoscale(self, self.deployment, comp, props.autoscaling)
         disruption_budget(self, comp)

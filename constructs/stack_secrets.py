@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from cdk8s_plus_27 import k8s
 
 from constructs import Construct
+from constructs.checks import KubeName, props
 from constructs.naming import Component
-from imports import k8s
 
 
-@dataclass(frozen=True)
+@props
 class StackSecretsProps:
     """Props of StackSecrets."""
 
-    name: str
+    name: KubeName
     """The Secret's name."""
     component: Component
     """Its standard labels."""

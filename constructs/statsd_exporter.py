@@ -11,28 +11,19 @@ Operator, an optional ServiceMonitor selects it (a plain ApiObject: no CRD impor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated
 
 import cdk8s
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
-from constructs.naming import Component
-from constructs.placement import apply_pod_settings
-from constructs.pod_security import harden
-from constructs.props import PodSettings, PullPolicy, Resources, resources
-from constructs.workload import (
-    container_resources,
-    container_security,
-    metadata,
-    pod_metadata,
-    pod_security,
-    pull_policy,
-    seconds,
-    select,
-    service_for,
-)
+from constructs.checks import Image, PullPolicy, Range, props
+from constructs.kube import metadata, pod_metadata, seconds, service_for
+from constructs.naming import Component, own_component
+from constructs.props import PodSettings, Resources, resources
+from constructs.workload import container_resources, container_security, finish, pod_security, pull_policy
 
 MAPPING = (Path(__file__).parent / "statsd_files" / "mapping.yml").read_text(encoding="utf-8")
 STATSD_PORT = 9125
@@ -41,13 +32,11 @@ METRICS_PORT = 9102
 EXPORTER_UID = 65534
 
 
-@dataclass(frozen=True)
-class StatsdExporterProps:
-    """Props of StatsdExporter."""
+@props
+class StatsdExporterOptions:
+    """What a user chooses about the metrics exporter."""
 
-    component: Component
-    """Names and labels of the exporter's objects."""
-    image: str = "prom/statsd-exporter:v0.26.1"
+    image: Image = "prom/statsd-exporter:v0.26.1"
     """The exporter's image. Default: prom/statsd-exporter:v0.26.1."""
     resources: Resources = resources("10m", "32Mi", "100m", "128Mi")
     """Requests and limits. Default: 10m / 32Mi requested, 100m / 128Mi at most."""
@@ -55,12 +44,21 @@ class StatsdExporterProps:
     """Also make a ServiceMonitor (needs the Prometheus Operator's CRDs). Default: false."""
     service_monitor_labels: Mapping[str, str] = field(default_factory=dict)
     """Labels your Prometheus selects ServiceMonitors by (e.g. release). Default: none."""
-    scrape_interval_seconds: int = 30
+    scrape_interval_seconds: Annotated[int, Range(5, 600)] = 30
     """The ServiceMonitor's scrape interval. Default: 30."""
-    image_pull_policy: PullPolicy = "IfNotPresent"
-    """Pull policy. Default: IfNotPresent."""
     pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
+
+
+@props
+class StatsdExporterProps(StatsdExporterOptions):
+    """Props of StatsdExporter: the options, and how it runs."""
+
+    component: Component | None = None
+    """Names and labels of the exporter's objects. Default: derived from the construct's id
+    (`<id>-metrics`) and the image's tag."""
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    """Pull policy. Default: IfNotPresent."""
     service_account: str | None = None
     """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
 
@@ -72,7 +70,7 @@ class StatsdExporter(Construct):
     def __init__(self, scope: Construct, id: str, props: StatsdExporterProps) -> None:
         super().__init__(scope, id)
         self.props = props
-        comp = props.component
+        self.component = comp = own_component(id, props.component, "statsd-exporter", "metrics", props.image)
         self.host = comp.name
         self.statsd_port = STATSD_PORT
         self.metrics_port = METRICS_PORT
@@ -118,9 +116,8 @@ class StatsdExporter(Construct):
                 )
             ],
         )
-        select(self.deployment, comp)
-        harden(self.deployment, props.service_account)
-        apply_pod_settings(self.deployment, props.pods, comp)
+        sizes = {"statsd-exporter": props.resources}
+        finish(self.deployment, comp, pods=props.pods, service_account=props.service_account, sizes=sizes)
         self.service = service_for(
             self,
             comp,

@@ -495,9 +495,8 @@ class Stack:
 
     def admin(self) -> tuple[str, str]:
         """The admin the migration Job bootstraps: email from its env, password from the Secret."""
-        (container,) = [
-            c for c in self.migration_job()["spec"]["template"]["spec"]["initContainers"] if c["name"] == "migrate"
-        ]
+        spec = self.migration_job()["spec"]["template"]["spec"]
+        (container,) = [c for c in [*spec.get("initContainers", []), *spec["containers"]] if c["name"] == "migrate"]
         env = {e["name"]: e for e in container["env"]}
         ref = env["SENTRY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
         return env["SENTRY_ADMIN_EMAIL"]["value"], self.cluster.secret(ref["name"])[ref["key"]]

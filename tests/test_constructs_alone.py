@@ -1,20 +1,17 @@
 """Each construct synthesized alone, in a bare chart, with only its required props: it
 makes what it promises, hardened and with resources set, without the SentryStack around it.
 
-And the README's example (a user's own cdk8s app that composes SentryWeb and SentryWorker
-with an external PostgreSQL) runs as written.
+The front door (`Sentry`) and a user's own app: tests/test_front_door.py.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import cdk8s
 import cdk8s_plus_27 as kplus
 import pytest
-import yaml
 
 from constructs import Construct
 from constructs.endpoints import ExternalPostgres, ExternalPostgresProps, ExternalRedis, ExternalRedisProps
@@ -162,37 +159,6 @@ def test_sentry_workloads_wait_for_the_database_and_the_migrations_they_name(nam
     (workload,) = [o for o in chart.to_json() if pod_specs(o)]
     (spec,) = pod_specs(workload)
     assert [c["name"] for c in spec["initContainers"]] == ["wait-for-postgres", "wait-for-pipeline"]
-
-
-def _readme_example() -> str:
-    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
-    docs = PROJECT_DIR / "docs" / "constructs.md"
-    text = docs.read_text(encoding="utf-8") if docs.exists() else readme
-    (code,) = re.findall(r"```python\n(# my_sentry_app\.py.*?)```", text, flags=re.S)
-    return code
-
-
-def test_the_documented_example_app_synthesizes(tmp_path: Path) -> None:
-    code = _readme_example()
-    # The example writes to ./dist; here, to a scratch folder (the jsii runtime resolves a
-    # relative outdir against its own working directory, the project's).
-    assert code.count('outdir="dist"') == 1
-    code = code.replace('outdir="dist"', f'outdir="{tmp_path / "dist"}"')
-    namespace: dict[str, object] = {"__name__": "my_sentry_app"}
-    exec(compile(code, "my_sentry_app.py", "exec"), namespace)
-
-    (output,) = (tmp_path / "dist").glob("*.yaml")
-    objects = [o for o in yaml.safe_load_all(output.read_text()) if o]
-    kinds = {o["kind"] for o in objects}
-    assert {"Deployment", "Job", "Service"} <= kinds
-    assert "StatefulSet" not in kinds, "the database is external"
-    for obj in objects:
-        for container in all_containers(obj):
-            env = {e["name"]: e.get("value") for e in container.get("env", [])}
-            if "SENTRY_POSTGRES_HOST" in env:
-                assert env["SENTRY_POSTGRES_HOST"] == "db.internal.example.com"
-                assert env["PGSSLMODE"] == "verify-full"
-    assert not unhardened(objects)
 
 
 def test_constructs_do_not_depend_on_the_application_layer() -> None:

@@ -26,7 +26,7 @@ def test_constructs_folder_does_not_shadow_the_constructs_library() -> None:
     # An __init__.py would turn constructs/ into a regular package that hides the
     # library, and `import cdk8s` would fail with "No module named 'constructs._jsii'".
     assert not (PROJECT_DIR / "constructs" / "__init__.py").exists()
-    code = "import cdk8s, constructs; from constructs.config import StackConfig; print(constructs.Construct)"
+    code = "import cdk8s, constructs; from app.config import StackConfig; print(constructs.Construct)"
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=PROJECT_DIR,

@@ -100,17 +100,18 @@ def test_the_migration_job_runs_its_containers_in_order_and_migrates() -> None:
     stack, run = current.default, current.migration
     (spec,) = [run.pod.spec]
     declared = [c["name"] for c in [*spec["initContainers"], *spec["containers"]]]
-    assert declared == ["wait-for-postgres", "wait-for-redis", "admin-bootstrap-check", "migrate", "mark-migrated"]
+    assert declared == ["wait-for-postgres", "wait-for-redis", "migrate"]
     # Each ran, in that order, to exit 0 (Stack.run_job raises on anything else).
     assert list(run.seconds) == declared
     migrate = run.log("migrate")
-    assert "migrations: sentry upgrade --noinput" in migrate
+    assert "migrations: holding the migration lock" in migrate
     applied = re.findall(r"^ > (\w+):(\d{4}_\w+)", migrate, re.MULTILINE)
     assert len([a for a in applied if a[0] == "sentry"]) > 400, migrate[-3000:]
     assert int(stack.sql("SELECT count(*) FROM south_migrationhistory")) == len(applied)
     email, _ = stack.admin()
     assert f"migrations: creating superuser {email}" in migrate
     assert f"migrations: password of superuser {email} set from the Secret" in migrate
+    assert "migrations: recording the admin bootstrap" in migrate
     assert stack.sql(f"SELECT is_superuser FROM auth_user WHERE email = '{email}'") == "t"
     image = stack.container_image("sentry-web")
     assert stack.sql("SELECT version FROM k8s_sentry_migrations") == image
@@ -119,7 +120,7 @@ def test_the_migration_job_runs_its_containers_in_order_and_migrates() -> None:
 
 def test_the_migration_fits_its_memory_limit() -> None:
     current = _wait("migrated")
-    (migrate,) = [c for c in current.migration.pod.spec["initContainers"] if c["name"] == "migrate"]
+    (migrate,) = [c for c in current.migration.pod.spec["containers"] if c["name"] == "migrate"]
     limit_kib = _kib(migrate["resources"]["limits"]["memory"])
     assert current.migration.peak_pss_kib["migrate"] < limit_kib
 
@@ -128,9 +129,8 @@ def test_a_second_run_of_the_migration_job_changes_nothing() -> None:
     current = _wait("second_job")
     result: dict[str, Any] = current.second_job.result()
     run = result["run"]
-    assert "already done" in run.log("admin-bootstrap-check")
     migrate = run.log("migrate")
-    assert "superuser bootstrap not needed" in migrate
+    assert "admin bootstrap already done at" in migrate
     assert "creating superuser" not in migrate
     assert not re.search(r"^ > sentry:\d{4}_", migrate, re.MULTILINE), "the second run applied migrations"
     # The admin, its password, the migrations applied and the markers: all as before.
@@ -280,8 +280,6 @@ def test_the_web_pods_stop_sequence_drops_no_request(default_project: dict[str, 
     stack = tier().default
     pod = stack.pods["sentry-web"]
     web = pod.spec["containers"][0]
-    hook = web.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
-    assert hook, "the web container has no preStop hook: SIGTERM comes while requests still arrive"
     grace = pod.spec["terminationGracePeriodSeconds"]
     host, port = stack.web_address
     dsn: Dsn = default_project["dsn"]
@@ -334,6 +332,7 @@ def test_the_web_pods_stop_sequence_drops_no_request(default_project: dict[str, 
     in_flight = [r for r in results if r[0] == "in flight"]
     assert len(new) >= 5 and len(in_flight) == 3
     (term,) = sigterm_at
+    assert web.get("lifecycle", {}).get("preStop"), "no preStop hook: SIGTERM comes while requests still arrive"
     assert term >= ENDPOINT_PROPAGATION_SECONDS, f"SIGTERM after {term:.1f}s, before the endpoints forgot the pod"
     assert all(r[1] < term < r[2] for r in in_flight), f"not in flight across the SIGTERM at {term:.1f}s: {in_flight}"
     # uWSGI drained and ended by itself, within the grace period: no SIGKILL.
@@ -568,14 +567,8 @@ def test_the_external_database_is_reached_with_verify_full_only() -> None:
     # Job (pg_isready and psql of the client image, Sentry's psycopg2) reached it over TLS,
     # verifying its certificate against the CA from the Secret for the RDS name.
     run = current.external_job
-    assert list(run.seconds) == [
-        "wait-for-postgres",
-        "wait-for-redis",
-        "admin-bootstrap-check",
-        "migrate",
-        "mark-migrated",
-    ]
-    (migrate,) = [c for c in run.pod.spec["initContainers"] if c["name"] == "migrate"]
+    assert list(run.seconds) == ["wait-for-postgres", "wait-for-redis", "migrate"]
+    (migrate,) = [c for c in run.pod.spec["containers"] if c["name"] == "migrate"]
     env = run.pod.containers["migrate"].env
     assert (env["SENTRY_POSTGRES_HOST"], env["PGSSLMODE"]) == (RDS_HOST, "verify-full")
     assert env["PGSSLROOTCERT"].startswith(next(m["mountPath"] for m in migrate["volumeMounts"] if "ca" in m["name"]))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from constructs.config import StackConfig
+from app.config import StackConfig
 from constructs.pod_security import POD_SECURITY_LABELS, pod_spec_path
 from tests.conftest import Dist, synth
 

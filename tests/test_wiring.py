@@ -25,9 +25,10 @@ import pytest
 import yaml
 
 from app.capacity import pod_specs
+from app.config import StackConfig
 from app.secrets_store import required_keys
 from app.values import load_config, parse_config
-from constructs.config import StackConfig
+from constructs.props import Resources
 from constructs.quantities import parse_cpu, parse_memory
 from constructs.workload import WAIT_RESOURCES
 from tests.conftest import DEFAULT_CONFIG, FULL_VALUES, PROJECT_DIR, Dist, synth
@@ -922,7 +923,7 @@ RESOURCE_SOURCES = {
     "offsite": "postgres.backup.offsite.resources",
     "restore": "postgres.backup.restore.resources",
 }
-HELPERS = {"wait-for-postgres", "wait-for-redis", "wait-for-migrations", "admin-bootstrap-check", "mark-migrated"}
+HELPERS = {"wait-for-postgres", "wait-for-redis", "wait-for-migrations"}
 
 
 def _amounts(resources: dict) -> tuple[int, int, int, int]:
@@ -934,14 +935,24 @@ def _amounts(resources: dict) -> tuple[int, int, int, int]:
     )
 
 
+def _plain(resources: Resources) -> dict[str, dict[str, str]]:
+    return {
+        "limits": {"cpu": resources.limits.cpu, "memory": resources.limits.memory},
+        "requests": {"cpu": resources.requests.cpu, "memory": resources.requests.memory},
+    }
+
+
 def test_every_container_runs_with_its_configured_resources(case: Case) -> None:
     for pod in pods(case.objects):
         for container in pod.containers:
             name = container["name"]
             assert name in RESOURCE_SOURCES or name in HELPERS, f"{pod.where} {name}: which resources apply?"
             configured = WAIT_RESOURCES if name in HELPERS else _getter(RESOURCE_SOURCES[name])(case.config)
-            expected = _amounts(configured.model_dump())
-            assert _amounts(container["resources"]) == expected, f"{pod.where} {name}"
+            if name in HELPERS:
+                assert _amounts(container["resources"]) == _amounts(_plain(configured)), f"{pod.where} {name}"
+            else:
+                # Exactly as configured: the quantities are written as given, never rounded.
+                assert container["resources"] == _plain(configured), f"{pod.where} {name}"
 
 
 # --- the configuration arrives --------------------------------------------------------

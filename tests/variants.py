@@ -30,9 +30,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from app.config import StackConfig
 from app.secrets_store import required_keys
 from app.values import ConfigError, merge_onto_defaults, parse_config
-from constructs.config import StackConfig
 from constructs.quantities import parse_cpu, parse_memory
 from tests.conftest import FULL_SECRETS, FULL_VALUES
 
@@ -171,21 +171,21 @@ def candidates(leaf: Leaf, current: Any) -> Iterator[Any]:
         yield current + 1
         yield current - 1
     elif isinstance(current, list):
-        if "_cidr" in validators:
+        if "cidr" in validators:
             yield ["10.20.0.0/16"]
         yield [*current, 8443]
         yield []
     elif isinstance(current, dict):
         yield {"k8s-app": "coredns"}
-    elif "_memory" in validators:
+    elif validators & {"memory_quantity", "positive_memory_quantity"}:
         mebibytes = parse_memory(current) // 2**20
         yield f"{mebibytes * 2}Mi"
         yield f"{max(mebibytes // 2, 1)}Mi"
-    elif "_cpu" in validators:
+    elif "cpu_quantity" in validators:
         millis = parse_cpu(current)
         yield f"{millis * 2}m"
         yield f"{max(millis // 2, 1)}m"
-    elif "_cron" in validators:
+    elif "cron_schedule" in validators:
         yield "17 5 * * *"
     elif leaf.path[-1] == "image" or leaf.path[-1].endswith("_image"):
         yield _bump_tag(current)
@@ -244,7 +244,7 @@ def variant(leaf: Leaf, base: str) -> Variant | None:
 def synth_objects(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The stack's objects for a configuration, in-process and without files (the same
     objects `python main.py` writes; the test secrets stand in for the real ones)."""
-    from constructs.sentry_stack import SentryStack
+    from app.stack import SentryStack
 
     config = parse_config(dict(values))
     secrets = {} if config.secrets.existing_secret else {k.key: SECRETS[k.key] for k in required_keys(config)}

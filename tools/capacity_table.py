@@ -32,8 +32,8 @@ def table(objects: list[dict]) -> str:
 def default_objects() -> list[dict]:
     import cdk8s
 
+    from app.stack import SentryStack
     from app.values import parse_config
-    from constructs.sentry_stack import SentryStack
 
     # Placeholder secret values: only the pods' requests are read.
     secrets = {k: "x" for k in ("postgres-password", "redis-password", "sentry-secret-key", "admin-password")}

@@ -42,12 +42,15 @@ class PropsClass:
     module: str
     doc: str
     props: tuple[Prop, ...]
+    bases: tuple[str, ...] = ()
+    """The props classes it extends (an options class): their props are its props too."""
 
 
 def _is_dataclass(node: ast.ClassDef) -> bool:
+    """A dataclass, or a props class (`@props`, constructs/checks.py: a frozen dataclass)."""
     for decorator in node.decorator_list:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if isinstance(target, ast.Name) and target.id == "dataclass":
+        if isinstance(target, ast.Name) and target.id in ("dataclass", "props"):
             return True
     return False
 
@@ -91,7 +94,8 @@ def dataclasses_in(path: Path) -> dict[str, PropsClass]:
                 )
             )
         class_doc = (ast.get_docstring(node) or "").split("\n\n")[0]
-        found[node.name] = PropsClass(node.name, path.name, " ".join(class_doc.split()), tuple(props))
+        bases = tuple(b.id for b in node.bases if isinstance(b, ast.Name))
+        found[node.name] = PropsClass(node.name, path.name, " ".join(class_doc.split()), tuple(props), bases)
     return found
 
 
@@ -100,15 +104,18 @@ def props_classes() -> list[PropsClass]:
     depth), in the order of the modules and of the classes in them."""
     every: dict[str, PropsClass] = {}
     for path in sorted(CONSTRUCTS.glob("*.py")):
-        every.update(dataclasses_in(path))
+        # checks.py holds the markers of checked types (Check, Range, Pattern), not props.
+        if path.name != "checks.py":
+            every.update(dataclasses_in(path))
     wanted = {name for name in every if name.endswith("Props")}
     pending = list(wanted)
     while pending:
-        for prop in every[pending.pop()].props:
-            for word in re.findall(r"[A-Za-z_]+", prop.annotation):
-                if word in every and word not in wanted:
-                    wanted.add(word)
-                    pending.append(word)
+        cls = every[pending.pop()]
+        named = [word for prop in cls.props for word in re.findall(r"[A-Za-z_]+", prop.annotation)]
+        for word in [*cls.bases, *named]:
+            if word in every and word not in wanted:
+                wanted.add(word)
+                pending.append(word)
     return [cls for cls in every.values() if cls.name in wanted]
 
 
@@ -119,7 +126,8 @@ def _cell(text: str) -> str:
 def reference() -> str:
     out = [START]
     for cls in props_classes():
-        out += ["", f"**`{cls.name}`** (`constructs/{cls.module}`): {_cell(cls.doc)}", ""]
+        extends = "".join(f" It has every prop of `{base}`, and these:" for base in cls.bases)
+        out += ["", f"**`{cls.name}`** (`constructs/{cls.module}`): {_cell(cls.doc)}{extends}", ""]
         out += ["| prop | type | default | meaning |", "| --- | --- | --- | --- |"]
         for prop in cls.props:
             default = "required" if prop.default is None else f"`{_cell(prop.default)}`"

@@ -11,92 +11,79 @@ silently ignored setting.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-import re
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from constructs.endpoints import CaCertificate, ExternalPostgresProps, ExternalRedisProps, SslMode
+from app.props_model import STRICT, model_of, pydantic_type, values_type
+from constructs import checks, props, sentry_runtime
+from constructs.endpoints import (
+    CaCertificate,
+    ExternalPostgresProps,
+    ExternalRedisProps,
+    PostgresDatabase,
+    PostgresRole,
+    SslMode,
+)
 from constructs.naming import image_tag
-from constructs.network_policies import NetworkPoliciesProps
-from constructs.postgres_with_backup import (
-    BackupOptions,
-    OffsiteCopy,
-    PostgresRestoreProps,
-    PostgresWithBackupProps,
-)
-from constructs.props import (
-    CpuQuantity,
-    CronSchedule,
-    DnsLabel,
-    GcsFilestore,
-    GithubConfig,
-    GitlabConfig,
-    Image,
-    KubeName,
-    MemoryQuantity,
-    Model,
-    PodSettings,
-    PullPolicy,
-    Resources,
-    S3Filestore,
-    SmtpConfig,
-    Storage,
-    host_name,
-    host_or_ip,
-    prop_default,
-)
-from constructs.redis_broker import RedisBrokerProps
-from constructs.sentry_cleanup import SentryCleanupProps
-from constructs.sentry_cron import SentryCronProps
-from constructs.sentry_migrations import SentryMigrationsProps
-from constructs.sentry_runtime import SentryRuntimeProps
-from constructs.sentry_web import SentryWebProps, WebIngress
-from constructs.sentry_worker import SentryWorkerProps
-from constructs.statsd_exporter import StatsdExporterProps
+from constructs.network_policies import NetworkPoliciesOptions
+from constructs.postgres_backup import BackupOptions, OffsiteCopy
+from constructs.postgres_restore import PostgresRestoreOptions
+from constructs.postgres_with_backup import PostgresOptions
+from constructs.props import prop_default
+from constructs.redis_broker import RedisOptions
+from constructs.sentry_cleanup import SentryCleanupOptions
+from constructs.sentry_cron import SentryCronOptions
+from constructs.sentry_migrations import SentryMigrationsOptions
+from constructs.sentry_runtime import SentryRuntimeOptions
+from constructs.sentry_web import SentryWebOptions, WebIngress
+from constructs.sentry_worker import SentryWorkerOptions
+from constructs.statsd_exporter import StatsdExporterOptions
 from constructs.workload import CpuAutoscaling
 
 
-def _ingress_host(value: str) -> str:
-    """An Ingress host: a host name, optionally with a leading '*.' wildcard label."""
-    host_name(value.removeprefix("*."))
-    return value
+class Model(BaseModel):
+    """Base: frozen, unknown keys rejected, field names as written in values files.
+
+    Strict: a value must already have the field's type. YAML turns `yes` into true and
+    `1.5` into a float; lax validation would make those 1 and "1.5" without a word.
+    """
+
+    model_config = STRICT
 
 
-def _url_origin(value: str) -> str:
-    """system.url-prefix: Sentry 9.1 is served from the root of its host, so an origin only."""
-    if value and not re.match(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$", value):
-        raise ValueError(
-            f"{value!r} is not a public URL: use http:// or https://, a host and an optional "
-            "port, with no path and no trailing slash (e.g. https://sentry.example.com)"
-        )
-    return value
+# The constructs' checked types (constructs/checks.py), as pydantic validates them.
+CpuQuantity = pydantic_type(checks.CpuQuantity)
+MemoryQuantity = pydantic_type(checks.MemoryQuantity)
+CronSchedule = pydantic_type(checks.CronSchedule)
+DnsLabel = pydantic_type(checks.DnsLabel)
+KubeName = pydantic_type(checks.KubeName)
+HostOrIp = pydantic_type(checks.HostOrIp)
+IngressHost = pydantic_type(checks.IngressHost)
+Image = pydantic_type(checks.Image)
+Cidr = pydantic_type(checks.Cidr)
+Port = pydantic_type(checks.Port)
+PullPolicy = checks.PullPolicy
+# The value types the props share (constructs/props.py): parsed strictly, held as the
+# constructs' own dataclasses.
+Resources = values_type(props.Resources)
+Storage = values_type(props.Storage)
+PodSettings = values_type(props.PodSettings)
+SmtpConfig = values_type(props.SmtpConfig)
+GithubConfig = values_type(props.GithubConfig)
+GitlabConfig = values_type(props.GitlabConfig)
+S3Filestore = values_type(props.S3Filestore)
+GcsFilestore = values_type(props.GcsFilestore)
 
 
-def _python_settings(value: str) -> str:
-    """Extra sentry.conf.py lines: ASCII (Python 2 rejects other bytes without a coding line)
-    and valid syntax, so a typo fails the synth instead of every Sentry pod's start."""
-    if not value.isascii():
-        raise ValueError("must be ASCII: Python 2.7 rejects other characters in a file without a coding line")
-    try:
-        compile(value, "sentry.conf_py_extra", "exec")
-    except SyntaxError as exc:
-        raise ValueError(f"is not valid Python: line {exc.lineno}: {exc.msg}") from None
-    return value
-
-
-def _yaml_mapping(value: str) -> str:
-    if not value.strip():
-        return value
-    try:
-        data = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"must be a YAML mapping of option names to values, not {type(data).__name__}")
-    return value
+UrlOrigin = pydantic_type(sentry_runtime.UrlOrigin)
+PythonSettings = pydantic_type(sentry_runtime.PythonSettings)
+YamlOptions = pydantic_type(sentry_runtime.YamlOptions)
+ExtraEnv = pydantic_type(sentry_runtime.ExtraEnv)
+Database = pydantic_type(PostgresDatabase)
+Role = pydantic_type(PostgresRole)
 
 
 def _namespace(value: str) -> str:
@@ -111,17 +98,6 @@ def _namespace(value: str) -> str:
 
 
 Namespace = Annotated[DnsLabel, AfterValidator(_namespace)]
-
-
-def _cidr(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=True))
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a CIDR block such as 0.0.0.0/0 or 10.0.0.0/8: {exc}") from None
-
-
-Cidr = Annotated[str, AfterValidator(_cidr)]
-Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class SecretsConfig(Model):
@@ -186,33 +162,33 @@ class RestoreConfig(Model):
         ),
     )
     file: Annotated[str, Field(pattern=rf"^latest$|{BACKUP_NAME_PATTERN}")] = Field(
-        default=prop_default(PostgresRestoreProps, "file"),
+        default=prop_default(PostgresRestoreOptions, "file"),
         description="'latest' (the newest backup on the backup volume) or a backup's name, "
         "e.g. sentry-20240101T030000Z.",
     )
     jobs: int = Field(
-        default=prop_default(PostgresRestoreProps, "jobs"), ge=1, le=16, description="Parallel pg_restore workers."
+        default=prop_default(PostgresRestoreOptions, "jobs"), ge=1, le=16, description="Parallel pg_restore workers."
     )
     roles: Literal["auto", "yes", "no"] = Field(
-        default=prop_default(PostgresRestoreProps, "roles"),
+        default=prop_default(PostgresRestoreOptions, "roles"),
         description="Restore the backup's roles: auto does when the backup has them and the user is a superuser.",
     )
     filestore: bool = Field(
-        default=prop_default(PostgresRestoreProps, "filestore"),
+        default=prop_default(PostgresRestoreOptions, "filestore"),
         description="Also replace the filestore's contents with the backup's archive (the Job mounts it read-write).",
     )
     wait_for_clients_seconds: int = Field(
-        default=prop_default(PostgresRestoreProps, "wait_for_clients_seconds"),
+        default=prop_default(PostgresRestoreOptions, "wait_for_clients_seconds"),
         ge=0,
         le=3600,
         description="How long the Job waits for other database sessions to end before it refuses to restore.",
     )
     active_deadline_seconds: int = Field(
-        default=prop_default(PostgresRestoreProps, "active_deadline_seconds"),
+        default=prop_default(PostgresRestoreOptions, "active_deadline_seconds"),
         ge=300,
         description="Kill a restore that takes longer.",
     )
-    resources: Resources = Field(default=prop_default(PostgresRestoreProps, "resources"))
+    resources: Resources = Field(default=prop_default(PostgresRestoreOptions, "resources"))
 
 
 class BackupConfig(Model):
@@ -318,7 +294,7 @@ class CaCertificateSource(Model):
 class ExternalPostgresConfig(Model):
     """A PostgreSQL server outside the cluster (RDS, Cloud SQL, ...): no PostgreSQL runs in it."""
 
-    host: Annotated[str, AfterValidator(lambda v: v and host_or_ip(v))] = Field(
+    host: HostOrIp = Field(
         default="", description="Host name or IP of the server; empty runs PostgreSQL in the cluster."
     )
     port: int = Field(
@@ -355,17 +331,15 @@ class ExternalPostgresConfig(Model):
 
 class PostgresConfig(Model):
     image: Image = Field(
-        default=prop_default(PostgresWithBackupProps, "image"),
+        default=prop_default(PostgresOptions, "image"),
         description="PostgreSQL image; Sentry 9.1 was tested on 9.5 and 9.6. With an external server, "
         "the clients' image: its major version must be at least the server's (pg_dump).",
     )
     external: ExternalPostgresConfig = Field(default_factory=ExternalPostgresConfig)
-    database: DnsLabel = Field(default=prop_default(PostgresWithBackupProps, "database"), description="Database name.")
-    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)] = Field(
-        default=prop_default(PostgresWithBackupProps, "user"), description="Database owner role."
-    )
-    storage: Storage = Field(default=prop_default(PostgresWithBackupProps, "storage"))
-    resources: Resources = Field(default=prop_default(PostgresWithBackupProps, "resources"))
+    database: Database = Field(default=prop_default(PostgresOptions, "database"), description="Database name.")
+    user: Role = Field(default=prop_default(PostgresOptions, "user"), description="Database owner role.")
+    storage: Storage = Field(default=prop_default(PostgresOptions, "storage"))
+    resources: Resources = Field(default=prop_default(PostgresOptions, "resources"))
     pods: PodSettings = Field(default_factory=PodSettings, description="The PostgreSQL pod's own pod settings.")
     backup: BackupConfig = Field(default_factory=BackupConfig)
 
@@ -374,9 +348,7 @@ class ExternalRedisConfig(Model):
     """A Redis server outside the cluster (ElastiCache, Memorystore, ...). Plain TCP with a
     password: Sentry 9.1.2's Celery broker cannot use TLS (see docs/cluster.md)."""
 
-    host: Annotated[str, AfterValidator(lambda v: v and host_or_ip(v))] = Field(
-        default="", description="Host name or IP of the server; empty runs Redis in the cluster."
-    )
+    host: HostOrIp = Field(default="", description="Host name or IP of the server; empty runs Redis in the cluster.")
     port: int = Field(
         default=prop_default(ExternalRedisProps, "port"), ge=1, le=65535, description="Port of the server."
     )
@@ -392,19 +364,19 @@ class ExternalRedisConfig(Model):
 
 class RedisConfig(Model):
     image: Image = Field(
-        default=prop_default(RedisBrokerProps, "image"),
+        default=prop_default(RedisOptions, "image"),
         description="Redis image (with an external server: for redis-cli only).",
     )
     external: ExternalRedisConfig = Field(default_factory=ExternalRedisConfig)
-    storage: Storage = Field(default=prop_default(RedisBrokerProps, "storage"), description="AOF volume.")
-    resources: Resources = Field(default=prop_default(RedisBrokerProps, "resources"))
+    storage: Storage = Field(default=prop_default(RedisOptions, "storage"), description="AOF volume.")
+    resources: Resources = Field(default=prop_default(RedisOptions, "resources"))
     pods: PodSettings = Field(default_factory=PodSettings)
 
 
 class Ingress(Model):
     enabled: bool = Field(default=False, description="Create an Ingress for the web UI.")
     # The stack's own: the construct has no default host.
-    host: Annotated[str, AfterValidator(_ingress_host)] = Field(
+    host: IngressHost = Field(
         default="sentry.local", description="Host name the Ingress serves (a leading '*.' is allowed)."
     )
     class_name: KubeName | None = Field(
@@ -420,23 +392,22 @@ class Ingress(Model):
 
 class WebConfig(Model):
     replicas: int = Field(
-        default=prop_default(SentryWebProps, "replicas"),
+        default=prop_default(SentryWebOptions, "replicas"),
         ge=1,
         le=50,
         description="Web pods; 2 keeps the UI up during a rollout.",
     )
-    resources: Resources = Field(default=prop_default(SentryWebProps, "resources"))
-    service_type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = Field(
-        default=prop_default(SentryWebProps, "service_type")
-    )
+    resources: Resources = Field(default=prop_default(SentryWebOptions, "resources"))
+    # The stack's own defaults: minikube is reached on a NodePort (the library's is ClusterIP).
+    service_type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = Field(default="NodePort")
     node_port: int = Field(
-        default=prop_default(SentryWebProps, "node_port"),
+        default=30000,
         ge=30000,
         le=32767,
         description="NodePort of the web Service.",
     )
     service_annotations: dict[str, str] = Field(
-        default=prop_default(SentryWebProps, "service_annotations"), description="Annotations of the web Service."
+        default=prop_default(SentryWebOptions, "service_annotations"), description="Annotations of the web Service."
     )
     ingress: Ingress = Field(default_factory=Ingress)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
@@ -444,16 +415,16 @@ class WebConfig(Model):
 
 
 class WorkerConfig(Model):
-    replicas: int = Field(default=prop_default(SentryWorkerProps, "replicas"), ge=1, le=50)
+    replicas: int = Field(default=prop_default(SentryWorkerOptions, "replicas"), ge=1, le=50)
     concurrency: int = Field(
-        default=prop_default(SentryWorkerProps, "concurrency"),
+        default=prop_default(SentryWorkerOptions, "concurrency"),
         ge=1,
         le=64,
         description="Celery processes per worker pod.",
     )
-    resources: Resources = Field(default=prop_default(SentryWorkerProps, "resources"))
+    resources: Resources = Field(default=prop_default(SentryWorkerOptions, "resources"))
     termination_grace_seconds: int = Field(
-        default=prop_default(SentryWorkerProps, "termination_grace_seconds"),
+        default=prop_default(SentryWorkerOptions, "termination_grace_seconds"),
         ge=30,
         description="Time a stopping worker gets to finish its running tasks.",
     )
@@ -462,27 +433,29 @@ class WorkerConfig(Model):
 
 
 class CronConfig(Model):
-    resources: Resources = Field(default=prop_default(SentryCronProps, "resources"))
+    resources: Resources = Field(default=prop_default(SentryCronOptions, "resources"))
     pods: PodSettings = Field(default_factory=PodSettings)
 
 
 class MigrationsConfig(Model):
-    resources: Resources = Field(default=prop_default(SentryMigrationsProps, "resources"))
-    backoff_limit: int = Field(default=prop_default(SentryMigrationsProps, "backoff_limit"), ge=0, le=10)
-    active_deadline_seconds: int = Field(default=prop_default(SentryMigrationsProps, "active_deadline_seconds"), ge=300)
+    resources: Resources = Field(default=prop_default(SentryMigrationsOptions, "resources"))
+    backoff_limit: int = Field(default=prop_default(SentryMigrationsOptions, "backoff_limit"), ge=0, le=10)
+    active_deadline_seconds: int = Field(
+        default=prop_default(SentryMigrationsOptions, "active_deadline_seconds"), ge=300
+    )
     pods: PodSettings = Field(default_factory=PodSettings)
 
 
 class CleanupConfig(Model):
     enabled: bool = Field(default=True, description="Run `sentry cleanup` on a schedule.")
     days: int = Field(
-        default=prop_default(SentryCleanupProps, "days"), ge=1, le=3650, description="Keep events for this many days."
+        default=prop_default(SentryCleanupOptions, "days"), ge=1, le=3650, description="Keep events for this many days."
     )
-    schedule: CronSchedule = Field(default=prop_default(SentryCleanupProps, "schedule"))
-    resources: Resources = Field(default=prop_default(SentryCleanupProps, "resources"))
+    schedule: CronSchedule = Field(default=prop_default(SentryCleanupOptions, "schedule"))
+    resources: Resources = Field(default=prop_default(SentryCleanupOptions, "resources"))
 
 
-class FilestoreConfig(Storage):
+class FilestoreConfig(model_of(props.Storage)):  # type: ignore[misc]
     """Where Sentry keeps release files, source maps and debug files."""
 
     backend: Literal["filesystem", "s3", "gcs"] = Field(
@@ -506,18 +479,18 @@ class MetricsConfig(Model):
     enabled: bool = Field(
         default=False, description="Run a Prometheus statsd exporter and send Sentry's metrics to it."
     )
-    image: Image = Field(default=prop_default(StatsdExporterProps, "image"), description="The exporter's image.")
-    resources: Resources = Field(default=prop_default(StatsdExporterProps, "resources"))
+    image: Image = Field(default=prop_default(StatsdExporterOptions, "image"), description="The exporter's image.")
+    resources: Resources = Field(default=prop_default(StatsdExporterOptions, "resources"))
     service_monitor: bool = Field(
-        default=prop_default(StatsdExporterProps, "service_monitor"),
+        default=prop_default(StatsdExporterOptions, "service_monitor"),
         description="Also emit a ServiceMonitor (needs the Prometheus Operator's CRDs).",
     )
     service_monitor_labels: dict[str, str] = Field(
-        default=prop_default(StatsdExporterProps, "service_monitor_labels"),
+        default=prop_default(StatsdExporterOptions, "service_monitor_labels"),
         description="Labels your Prometheus selects ServiceMonitors by (e.g. release).",
     )
     scrape_interval_seconds: int = Field(
-        default=prop_default(StatsdExporterProps, "scrape_interval_seconds"),
+        default=prop_default(StatsdExporterOptions, "scrape_interval_seconds"),
         ge=5,
         le=600,
         description="The ServiceMonitor's interval.",
@@ -525,58 +498,62 @@ class MetricsConfig(Model):
 
 
 class SentryConfig(Model):
-    image: Image = Field(default=prop_default(SentryRuntimeProps, "image"), description="Stock Sentry image.")
+    image: Image = Field(default=prop_default(SentryRuntimeOptions, "image"), description="Stock Sentry image.")
     auth_image: Image = Field(
         default="sentry-k8s/sentry-auth:9.1.2",
         description="Image with the GitHub/GitLab login plugins, used when a login is enabled.",
     )
-    image_pull_policy: PullPolicy = Field(default=prop_default(SentryRuntimeProps, "image_pull_policy"))
+    image_pull_policy: PullPolicy = Field(default=prop_default(SentryRuntimeOptions, "image_pull_policy"))
     admin_email: str = Field(
-        default=prop_default(SentryMigrationsProps, "admin_email"),
+        default=prop_default(SentryMigrationsOptions, "admin_email"),
         pattern=r"^[^@\s]+@[^@\s]+$",
         description="Superuser created by the migration Job.",
     )
     create_admin: bool = Field(
-        default=prop_default(SentryMigrationsProps, "create_admin"),
+        default=prop_default(SentryMigrationsOptions, "create_admin"),
         description="Create the superuser once, on the first successful migration (recorded in the "
         "database, so a renamed or removed admin is never re-created); false never creates one.",
     )
-    url_prefix: Annotated[str, AfterValidator(_url_origin)] = Field(
-        default=prop_default(SentryRuntimeProps, "url_prefix"),
+    url_prefix: UrlOrigin = Field(
+        default=prop_default(SentryRuntimeOptions, "url_prefix"),
         description="Public URL of Sentry (system.url-prefix), e.g. https://sentry.example.com; empty "
         "derives it from requests.",
     )
-    single_organization: bool = Field(default=prop_default(SentryRuntimeProps, "single_organization"))
+    single_organization: bool = Field(default=prop_default(SentryRuntimeOptions, "single_organization"))
     allow_registration: bool = Field(
-        default=prop_default(SentryRuntimeProps, "allow_registration"),
+        default=prop_default(SentryRuntimeOptions, "allow_registration"),
         description="Show Sentry's Register form on the login page, so anyone who reaches it can make "
         "an account; off: the admin invites members.",
+    )
+    beacon: bool = Field(
+        default=prop_default(SentryRuntimeOptions, "beacon"),
+        description="Send Sentry's anonymous usage beacon (version and counts) to sentry.io every hour.",
     )
     web: WebConfig = Field(default_factory=WebConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     cron: CronConfig = Field(default_factory=CronConfig)
     migrations: MigrationsConfig = Field(default_factory=MigrationsConfig)
     filestore: FilestoreConfig = Field(
-        default_factory=lambda: FilestoreConfig(**prop_default(SentryRuntimeProps, "filestore").model_dump())
+        default_factory=lambda: FilestoreConfig(**_fields(prop_default(SentryRuntimeOptions, "filestore")))
     )
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
-    smtp: SmtpConfig = Field(default=prop_default(SentryRuntimeProps, "smtp"))
-    github: GithubConfig = Field(default=prop_default(SentryRuntimeProps, "github"))
-    gitlab: GitlabConfig = Field(default=prop_default(SentryRuntimeProps, "gitlab"))
-    extra_env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
-        default=prop_default(SentryRuntimeProps, "extra_env"),
+    smtp: SmtpConfig = Field(default=prop_default(SentryRuntimeOptions, "smtp"))
+    github: GithubConfig = Field(default=prop_default(SentryRuntimeOptions, "github"))
+    gitlab: GitlabConfig = Field(default=prop_default(SentryRuntimeOptions, "gitlab"))
+    extra_env: ExtraEnv = Field(
+        default=prop_default(SentryRuntimeOptions, "extra_env"),
         description="Extra environment variables of every Sentry container (not for secrets: they are "
         "plain values in the manifest). A name the stack sets itself is refused.",
         examples=[{"SENTRY_WEB_WORKERS": "4"}],
     )
-    conf_py_extra: Annotated[str, AfterValidator(_python_settings)] = Field(
-        default=prop_default(SentryRuntimeProps, "conf_py_extra"),
+    conf_py_extra: PythonSettings = Field(
+        default=prop_default(SentryRuntimeOptions, "conf_py_extra"),
         description="Python appended to sentry.conf.py, after the project's own settings (it runs under "
         "Python 2.7: ASCII only; it must also compile as Python 3, which the synth checks).",
         examples=["SENTRY_FEATURES['auth:register'] = False\n"],
     )
-    config_yml_extra: Annotated[str, AfterValidator(_yaml_mapping)] = Field(
-        default=prop_default(SentryRuntimeProps, "config_yml_extra"),
+    config_yml_extra: YamlOptions = Field(
+        default=prop_default(SentryRuntimeOptions, "config_yml_extra"),
         description="Options (a YAML mapping) appended to config.yml, which Sentry reads after sentry.conf.py.",
         examples=["system.admin-email: ops@example.com\n"],
     )
@@ -605,16 +582,16 @@ class NetworkConfig(Model):
         "(minikube: `--cni=calico` or `--cni=cilium`).",
     )
     dns_namespace: DnsLabel | None = Field(
-        default=prop_default(NetworkPoliciesProps, "dns_namespace"),
+        default=prop_default(NetworkPoliciesOptions, "dns_namespace"),
         description="Namespace of the cluster DNS pods every pod may query on port 53; null allows "
         "port 53 to any address (e.g. NodeLocal DNSCache).",
     )
     dns_pod_labels: dict[str, str] = Field(
-        default=prop_default(NetworkPoliciesProps, "dns_pod_labels"),
+        default=prop_default(NetworkPoliciesOptions, "dns_pod_labels"),
         description="Labels of the cluster DNS pods (CoreDNS keeps the kube-dns label).",
     )
     sentry_egress_cidrs: list[Cidr] = Field(
-        default=list(prop_default(NetworkPoliciesProps, "sentry_egress_cidrs")),
+        default=list(prop_default(NetworkPoliciesOptions, "sentry_egress_cidrs")),
         description="Where web, worker and cron may connect outside the stack (GitHub/GitLab login, "
         "integrations, mail); [] for nowhere.",
     )
@@ -623,14 +600,18 @@ class NetworkConfig(Model):
         description="TCP ports for that; `sentry.smtp.port` is added when `sentry.smtp.host` is set.",
     )
     offsite_egress_cidrs: list[Cidr] = Field(
-        default=list(prop_default(NetworkPoliciesProps, "offsite_egress_cidrs")),
+        default=list(prop_default(NetworkPoliciesOptions, "offsite_egress_cidrs")),
         description="Where the backup Job may connect for its offsite copy, on the S3 endpoint's port.",
     )
     egress_except_cidrs: list[Cidr] = Field(
-        default=list(prop_default(NetworkPoliciesProps, "egress_except_cidrs")),
+        default=list(prop_default(NetworkPoliciesOptions, "egress_except_cidrs")),
         description="Carved out of every egress CIDR above that contains them. To reach a host in one "
         "of these ranges (a private SMTP relay, MinIO), list its own CIDR above.",
     )
+
+
+def _fields(value: object) -> dict[str, object]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}  # type: ignore[arg-type]
 
 
 MINIKUBE_CPU = "2"
