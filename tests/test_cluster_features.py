@@ -166,20 +166,21 @@ def test_metrics_are_off_by_default_and_count_in_the_capacity_when_on(default_di
 @pytest.mark.parametrize(
     ("statsd_name", "metric", "labels"),
     [
-        # Names as Sentry 9.1.2 sends them (sentry/metrics, sentry/tasks/base.py, web/api.py).
-        (
-            "sentry.jobs.started.sentry.tasks.store.save_event",
-            "sentry_jobs_started_total",
-            {"task": "sentry.tasks.store.save_event"},
-        ),
-        (
-            "sentry.jobs.duration.sentry.tasks.post_process.post_process_group",
-            "sentry_jobs_duration",
-            {"task": "sentry.tasks.post_process.post_process_group"},
-        ),
+        # Names as the real Sentry 9.1.2 sent them in the real Sentry tier (test_real_sentry.py):
+        # its statsd backend drops the instance (the task, the view), so no name carries one.
+        ("sentry.jobs.all.started", "sentry_jobs_started_total", {}),
+        ("sentry.jobs.all.finished", "sentry_jobs_finished_total", {}),
+        ("sentry.jobs.duration", "sentry_jobs_duration_seconds", {}),
         ("sentry.events.processed", "sentry_events_processed_total", {}),
-        ("sentry.events.processed.python", "sentry_events_processed_by_platform_total", {"platform": "python"}),
-        ("sentry.client-api.all-versions.responses.429", "sentry_client_api_responses_total", {"status": "429"}),
+        ("sentry.view.response", "sentry_view_responses_total", {}),
+        ("sentry.view.duration", "sentry_view_duration_seconds", {}),
+        ("sentry.client-api.all-versions.responses.200", "sentry_client_api_responses_total", {"status": "200"}),
+        (
+            "sentry.client-api.all-versions.responses.2xx",
+            "sentry_client_api_responses_by_class_total",
+            {"status_class": "2xx"},
+        ),
+        ("sentry.email.sent", "sentry_email_sent_total", {}),
     ],
 )
 def test_the_mapping_turns_sentry_metric_names_into_labels(statsd_name: str, metric: str, labels: dict) -> None:
@@ -423,3 +424,12 @@ def test_the_service_account_carries_a_cloud_identity(tmp_path: Path) -> None:
     for name in ("sentry-web", "sentry-worker"):
         (spec,) = pod_specs(dist.get("Deployment", name))
         assert spec["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_job_timers_are_scaled_from_whole_seconds_and_duplicates_are_dropped() -> None:
+    # statsd 3.1 sends Sentry's seconds as "N|ms"; the exporter divides ms by 1000, the
+    # mapping's scale gives the seconds back. jobs.<state> counts what jobs.all.<state> does.
+    rules = {rule["match"]: rule for rule in yaml.safe_load(MAPPING)["mappings"]}
+    assert rules["^sentry\\.jobs\\.(duration|delay)$"]["scale"] == 1000
+    assert "scale" not in rules["^sentry\\.view\\.duration$"]  # sent in milliseconds already
+    assert rules["^sentry\\.jobs\\.(dispatched|started|finished)$"]["action"] == "drop"
