@@ -105,7 +105,7 @@ def test_the_migration_job_runs_its_containers_in_order_and_migrates() -> None:
     assert list(run.seconds) == declared
     migrate = run.log("migrate")
     assert "migrations: holding the migration lock" in migrate
-    applied = re.findall(r"^ > (\w+):(\d{4}_\w+)", migrate, re.MULTILINE)
+    applied = re.findall(r"^ > ([\w.]+):(\d{4}_\w+)", migrate, re.MULTILINE)
     assert len([a for a in applied if a[0] == "sentry"]) > 400, migrate[-3000:]
     assert int(stack.sql("SELECT count(*) FROM south_migrationhistory")) == len(applied)
     email, _ = stack.admin()
