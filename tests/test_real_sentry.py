@@ -634,7 +634,8 @@ def test_a_release_file_goes_to_s3_and_comes_back() -> None:
     # The object is in the bucket (moto's own listing), and nothing went to a local filestore.
     status, listing = current.s3_request(stack, "GET", f"/{S3_BUCKET}?list-type=2")
     assert status == 200 and b"<Key>" in listing, listing[:500]
-    assert "SENTRY_FILESTORE_DIR" not in env
+    web = stack.pods["sentry-web"].spec["containers"][0]
+    assert "/var/lib/sentry/files" not in {m["mountPath"] for m in web["volumeMounts"]}
 
 
 # --- helpers ------------------------------------------------------------------------------
