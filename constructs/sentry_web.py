@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs import Construct, images
 from constructs.checks import IngressHost, KubeName, Range, fail, props
 from constructs.kube import seconds, service_for
 from constructs.naming import Component
@@ -19,6 +19,18 @@ from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime
 from constructs.workload import CpuAutoscaling, autoscale, disruption_budget, zero_downtime_rollout
 
 HEALTH_PATH = "/_health/"
+# Stopping a web pod without dropping a request (the real Sentry tier's stop-sequence test
+# runs exactly this against uWSGI). When a pod is deleted, the kubelet runs the preStop hook
+# and only then sends SIGTERM, while, at the same time, kube-proxy and the Ingress controller
+# drop the pod from their endpoints: that takes seconds, and until then new requests still
+# arrive. So the hook waits longer than that (Kubernetes 1.27 has no sleep action of its own;
+# the image's shell and sleep do it), and uWSGI serves as usual meanwhile.
+PRESTOP_DELAY_SECONDS = 15
+# After SIGTERM uWSGI stops accepting and finishes the requests in flight, for at most its
+# worker-reload-mercy (sentry.conf.py's SENTRY_WEB_OPTIONS, 30 seconds); the grace period
+# covers the delay, that drain and the master's exit, before the kubelet's SIGKILL.
+DRAIN_SECONDS = 30
+TERMINATION_GRACE_SECONDS = PRESTOP_DELAY_SECONDS + DRAIN_SECONDS + 15
 # Sentry 9.1.2's chunk upload (sentry/api/endpoints/chunk.py, MAX_REQUEST_SIZE) has sentry-cli
 # send up to 32 MiB in one request (8 MiB chunks); release files and minidumps go whole, and a
 # source map can be larger. ingress-nginx refuses a request body over 1 MiB unless told
@@ -114,6 +126,7 @@ class SentryWeb(Construct):
             spread=False,
             replicas=props.replicas,
             strategy=zero_downtime_rollout(),
+            termination_grace_period=seconds(TERMINATION_GRACE_SECONDS),
             containers=[
                 rt.container(
                     self,
@@ -124,6 +137,11 @@ class SentryWeb(Construct):
                     startup=health(failures=30, period=10),
                     readiness=health(failures=3, period=10),
                     liveness=health(failures=3, period=20),
+                    lifecycle=kplus.ContainerLifecycle(
+                        pre_stop=kplus.Handler.from_command(
+                            [images.SENTRY.executable("sh"), "-c", f"sleep {PRESTOP_DELAY_SECONDS}"]
+                        )
+                    ),
                 )
             ],
         )

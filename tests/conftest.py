@@ -222,3 +222,36 @@ def full_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
 @pytest.fixture(params=["default", "full"])
 def any_dist(request: pytest.FixtureRequest, default_dist: Dist, full_dist: Dist) -> Dist:
     return default_dist if request.param == "default" else full_dist
+
+
+# --- the real Sentry tier (tests/test_real_sentry.py, tests/real_sentry.py) ----------------
+# Its tests run last, and its slow start (installing, migrating, starting three stacks)
+# begins in the background as soon as they are collected, so that it overlaps the rest of
+# the suite instead of following it.
+REAL_SENTRY_MARKER = "real_sentry"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker(REAL_SENTRY_MARKER) is not None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    if any(item.get_closest_marker(REAL_SENTRY_MARKER) for item in session.items):
+        from tests import real_sentry
+
+        real_sentry.start_in_background(session.config._tmp_path_factory.mktemp("real-sentry"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests import real_sentry
+
+    real_sentry.close_tier()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests import real_sentry
+
+    for line in real_sentry.summary_lines():
+        terminalreporter.write_line(line)

@@ -32,8 +32,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -80,6 +81,8 @@ def _server_command(argv: list[str]) -> list[str]:
 
 # initdb output per configuration, copied for every later server of this process.
 _TEMPLATES: dict[tuple[str, str, str, str], Path] = {}
+# The real Sentry tier starts servers from a thread of its own while other tests run.
+_TEMPLATES_LOCK = threading.Lock()
 _TEMPLATE_ROOT: Path | None = None
 _LIVE: set[PostgresServer] = set()
 
@@ -105,6 +108,14 @@ class PostgresServer:
         base_dir: parent of the server's temporary directory (default: the system
             temp dir). It must be reachable by the `postgres` account when running
             as root, which pytest's private tmp_path is not.
+        listen: the address it listens on (default 127.0.0.1); another loopback
+            address gives a server the port a manifest names (the real Sentry tier).
+        command_prefix: what the server's commands and psql() run under, e.g. nsenter
+            into the network and PID namespaces of a real Sentry tier cluster (default:
+            none, this process's own namespaces).
+        clone_from: a running server to copy instead of a new cluster (pg_basebackup:
+            its roles, passwords and databases, in a second or two); superuser,
+            password and auth must be the source's.
     """
 
     def __init__(
@@ -115,6 +126,9 @@ class PostgresServer:
         settings: Mapping[str, str] | None = None,
         bin_dir: Path | None = None,
         base_dir: Path | None = None,
+        listen: str = "127.0.0.1",
+        command_prefix: Sequence[str] = (),
+        clone_from: PostgresServer | None = None,
     ) -> None:
         if auth not in ("scram-sha-256", "md5"):
             raise ValueError(f"auth must be scram-sha-256 or md5, not {auth!r}")
@@ -123,7 +137,9 @@ class PostgresServer:
         self.auth = auth
         self.settings = dict(settings or {})
         self.bin_dir = bin_dir or find_postgres_bin()
-        self.host = "127.0.0.1"
+        self.host = listen
+        self.command_prefix = list(command_prefix)
+        self.clone_from = clone_from
         self.port: int | None = None
         self.root = Path(tempfile.mkdtemp(prefix="pgtest-", dir=base_dir))
         self.root.chmod(0o755)
@@ -223,7 +239,7 @@ class PostgresServer:
         with psql's message, with check=False the output (stdout + stderr) is returned.
         """
         result = subprocess.run(
-            [str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            self._in_netns([str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"]),
             input=sql,
             capture_output=True,
             text=True,
@@ -244,9 +260,12 @@ class PostgresServer:
 
     # --- internals -----------------------------------------------------------
 
+    def _in_netns(self, argv: list[str]) -> list[str]:
+        return [*self.command_prefix, *argv]
+
     def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            _server_command([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args]),
+            self._in_netns(_server_command([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args])),
             capture_output=True,
             text=True,
             check=False,
@@ -261,11 +280,14 @@ class PostgresServer:
         self._md5_done = True
 
     def _create(self) -> None:
-        template = _template(self.bin_dir, self.superuser, self.password, self.auth)
-        # cp -a keeps the owner (the postgres account) and the 0700 mode initdb set.
-        subprocess.run(["cp", "-a", str(template), str(self.data_dir)], check=True)
+        if self.clone_from is not None:
+            self._clone(self.clone_from)
+        else:
+            template = _template(self.bin_dir, self.superuser, self.password, self.auth)
+            # cp -a keeps the owner (the postgres account) and the 0700 mode initdb set.
+            subprocess.run(["cp", "-a", str(template), str(self.data_dir)], check=True)
         conf = {
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": f"'{self.host}'",
             "unix_socket_directories": "''",
             "fsync": "off",
             "full_page_writes": "off",
@@ -278,9 +300,47 @@ class PostgresServer:
             out.write("\n# tests/servers.py\n" + "".join(f"{k} = {v}\n" for k, v in conf.items()))
         self._created = True
 
+    def _clone(self, source: PostgresServer) -> None:
+        if not source.running or (source.superuser, source.password, source.auth) != (
+            self.superuser,
+            self.password,
+            self.auth,
+        ):
+            raise ServerError("clone_from: the source must be running, with the same superuser, password and auth")
+        result = subprocess.run(
+            source._in_netns(
+                _server_command(
+                    [
+                        str(self.bin_dir / "pg_basebackup"),
+                        f"--pgdata={self.data_dir}",
+                        f"--host={source.host}",
+                        f"--port={source.port}",
+                        f"--username={source.superuser}",
+                        "--wal-method=stream",
+                        "--checkpoint=fast",
+                        "--no-sync",
+                        "--no-password",
+                    ]
+                )
+            ),
+            capture_output=True,
+            text=True,
+            env={"PATH": self.path(), "PGPASSWORD": source.password},
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ServerError(f"pg_basebackup from {source.host}:{source.port} failed: {result.stderr.strip()}")
+        # The password is the source's, stored as the source stored it.
+        self._md5_done = True
+
 
 def _template(bin_dir: Path, superuser: str, password: str, auth: str) -> Path:
     """An initdb'd cluster for this configuration, made once per process."""
+    with _TEMPLATES_LOCK:
+        return _make_template(bin_dir, superuser, password, auth)
+
+
+def _make_template(bin_dir: Path, superuser: str, password: str, auth: str) -> Path:
     global _TEMPLATE_ROOT
     key = (str(bin_dir), superuser, password, auth)
     if key in _TEMPLATES:

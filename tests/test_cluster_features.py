@@ -12,6 +12,7 @@ import yaml
 
 from constructs.statsd_exporter import MAPPING
 from tests.conftest import TEST_SECRETS, Dist, all_containers, find_container, pod_specs, synth
+from tests.statsd_mapping import mapped_statsd_name
 
 SENTRY_WORKLOADS = (("Deployment", "sentry-web"), ("Deployment", "sentry-worker"), ("Deployment", "sentry-cron"))
 
@@ -224,41 +225,28 @@ def test_an_external_redis_gets_no_exporter(tmp_path: Path) -> None:
     assert not [o for o in dist.objects if "redis" in o["metadata"]["name"]]
 
 
-def _mapped(name: str) -> tuple[str, dict[str, str]] | None:
-    """Which metric and labels the exporter's regex mapping makes of a statsd name (first
-    matching rule wins, as in statsd_exporter)."""
-    for rule in yaml.safe_load(MAPPING)["mappings"]:
-        match = re.match(rule["match"], name)
-        if match:
-
-            def fill(text: str, m: re.Match[str] = match) -> str:
-                return re.sub(r"\$\{?(\d)\}?", lambda g: m.group(int(g.group(1))), text)
-
-            return fill(rule["name"]), {k: fill(v) for k, v in rule.get("labels", {}).items()}
-    return None
-
-
 @pytest.mark.parametrize(
     ("statsd_name", "metric", "labels"),
     [
-        # Names as Sentry 9.1.2 sends them (sentry/metrics, sentry/tasks/base.py, web/api.py).
-        (
-            "sentry.jobs.started.sentry.tasks.store.save_event",
-            "sentry_jobs_started_total",
-            {"task": "sentry.tasks.store.save_event"},
-        ),
-        (
-            "sentry.jobs.duration.sentry.tasks.post_process.post_process_group",
-            "sentry_jobs_duration",
-            {"task": "sentry.tasks.post_process.post_process_group"},
-        ),
+        # Names as the real Sentry 9.1.2 sent them in the real Sentry tier (test_real_sentry.py):
+        # its statsd backend drops the instance (the task, the view), so no name carries one.
+        ("sentry.jobs.all.started", "sentry_jobs_started_total", {}),
+        ("sentry.jobs.all.finished", "sentry_jobs_finished_total", {}),
+        ("sentry.jobs.duration", "sentry_jobs_duration_seconds", {}),
         ("sentry.events.processed", "sentry_events_processed_total", {}),
-        ("sentry.events.processed.python", "sentry_events_processed_by_platform_total", {"platform": "python"}),
-        ("sentry.client-api.all-versions.responses.429", "sentry_client_api_responses_total", {"status": "429"}),
+        ("sentry.view.response", "sentry_view_responses_total", {}),
+        ("sentry.view.duration", "sentry_view_duration_seconds", {}),
+        ("sentry.client-api.all-versions.responses.200", "sentry_client_api_responses_total", {"status": "200"}),
+        (
+            "sentry.client-api.all-versions.responses.2xx",
+            "sentry_client_api_responses_by_class_total",
+            {"status_class": "2xx"},
+        ),
+        ("sentry.email.sent", "sentry_email_sent_total", {}),
     ],
 )
 def test_the_mapping_turns_sentry_metric_names_into_labels(statsd_name: str, metric: str, labels: dict) -> None:
-    assert _mapped(statsd_name) == (metric, labels)
+    assert mapped_statsd_name(statsd_name) == (metric, labels)
 
 
 def test_every_mapping_rule_is_anchored() -> None:
@@ -531,3 +519,12 @@ def test_the_service_account_carries_its_annotations(tmp_path: Path) -> None:
     for name in ("sentry-web", "sentry-worker"):
         (spec,) = pod_specs(dist.get("Deployment", name))
         assert spec["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_job_timers_are_scaled_from_whole_seconds_and_duplicates_are_dropped() -> None:
+    # statsd 3.1 sends Sentry's seconds as "N|ms"; the exporter divides ms by 1000, the
+    # mapping's scale gives the seconds back. jobs.<state> counts what jobs.all.<state> does.
+    rules = {rule["match"]: rule for rule in yaml.safe_load(MAPPING)["mappings"]}
+    assert rules["^sentry\\.jobs\\.(duration|delay)$"]["scale"] == 1000
+    assert "scale" not in rules["^sentry\\.view\\.duration$"]  # sent in milliseconds already
+    assert rules["^sentry\\.jobs\\.(dispatched|started|finished)$"]["action"] == "drop"

@@ -275,6 +275,14 @@ def test_relative_links_point_to_files_and_headings_that_exist(path: Path) -> No
             assert anchor in _anchors(linked.read_text(encoding="utf-8")), f"{path.name}: {target}: no such heading"
 
 
+def test_the_real_sentry_tiers_substitutions_are_the_runners() -> None:
+    from tests.pod_runner import substitutions_markdown
+
+    start = "<!-- real-sentry-substitutions:start (written by python -m tests.pod_runner --write; do not edit) -->"
+    block = block_of(doc("development.md"), start, "<!-- real-sentry-substitutions:end -->")
+    assert substitutions_markdown() in block, "run: .venv/bin/python -m tests.pod_runner --write docs/development.md"
+
+
 # Where the code sends a user: "docs/operations.md, <heading>", "…md, “<heading>”" or "…md#anchor".
 NAMED_SECTION = re.compile(r"docs/(\w+)\.md, “?([A-Z][^.,;:”)\n]+)")
 ANCHORED_SECTION = re.compile(r"docs/(\w+)\.md#([a-z0-9-]+)")

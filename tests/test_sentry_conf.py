@@ -380,16 +380,27 @@ def test_web_server_defaults_and_workers(load) -> None:
     ns = load(**REQUIRED)
     assert (ns["SENTRY_WEB_HOST"], ns["SENTRY_WEB_PORT"]) == ("0.0.0.0", 9000)
     options = ns["SENTRY_WEB_OPTIONS"]
-    assert options["http"] == "0.0.0.0:9000"
-    assert options["protocol"] == "uwsgi"
-    assert options["uwsgi-socket"] is None
+    # The workers speak HTTP on the port: no router process, which a graceful shutdown
+    # would SIGKILL at once (the real Sentry tier's stop-sequence test).
+    assert options["http-socket"] == "0.0.0.0:9000"
+    assert "http" not in options and "uwsgi-socket" not in options
     assert options["workers"] == 2
     ns = load(**REQUIRED, SENTRY_WEB_WORKERS="5", SENTRY_WEB_PORT="8000", SENTRY_WEB_HOST="127.0.0.1")
     assert ns["SENTRY_WEB_OPTIONS"]["workers"] == 5
-    assert ns["SENTRY_WEB_OPTIONS"]["http"] == "127.0.0.1:8000"
+    assert ns["SENTRY_WEB_OPTIONS"]["http-socket"] == "127.0.0.1:8000"
     # Every value is of a type Sentry can turn into a UWSGI_* variable.
     for value in ns["SENTRY_WEB_OPTIONS"].values():
         assert value is None or isinstance(value, bool | int | str)
+
+
+def test_sigterm_is_a_graceful_shutdown_bounded_by_the_grace_period(load) -> None:
+    from constructs.sentry_web import DRAIN_SECONDS, PRESTOP_DELAY_SECONDS, TERMINATION_GRACE_SECONDS
+
+    options = load(**REQUIRED)["SENTRY_WEB_OPTIONS"]
+    # uWSGI 2.0.18: the master-start hook replaces die-on-term's SIGTERM handler.
+    assert options["hook-master-start"] == "unix_signal:15 gracefully_kill_them_all"
+    assert options["worker-reload-mercy"] == DRAIN_SECONDS
+    assert TERMINATION_GRACE_SECONDS > PRESTOP_DELAY_SECONDS + DRAIN_SECONDS
 
 
 def test_proxy_headers(load) -> None:

@@ -68,6 +68,17 @@ def test_web_probes_health_with_a_startup_probe_instead_of_a_long_delay(default_
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 180
 
 
+def test_web_pods_keep_serving_until_their_endpoints_are_gone_then_drain(default_dist: Dist) -> None:
+    # The real Sentry tier runs this stop sequence against uWSGI with requests in flight.
+    from constructs.sentry_web import DRAIN_SECONDS, PRESTOP_DELAY_SECONDS, TERMINATION_GRACE_SECONDS
+
+    spec = default_dist.get("Deployment", "sentry-web")["spec"]["template"]["spec"]
+    web = find_container(default_dist.get("Deployment", "sentry-web"), "web")
+    assert web["lifecycle"]["preStop"]["exec"]["command"] == ["/bin/sh", "-c", f"sleep {PRESTOP_DELAY_SECONDS}"]
+    assert PRESTOP_DELAY_SECONDS >= 10
+    assert spec["terminationGracePeriodSeconds"] == TERMINATION_GRACE_SECONDS > PRESTOP_DELAY_SECONDS + DRAIN_SECONDS
+
+
 def test_web_service_is_a_nodeport_30000_selecting_the_web_pods(default_dist: Dist) -> None:
     service = default_dist.get("Service", "sentry-web")
     assert service["spec"]["type"] == "NodePort"

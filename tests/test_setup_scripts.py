@@ -68,3 +68,32 @@ def test_setup_says_to_install_python3_venv(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "install python3-venv" in result.stderr
     assert not (project / ".venv").exists()
+
+
+def test_the_real_sentry_install_fails_loudly_without_python_2_7(tmp_path: Path) -> None:
+    # The real Sentry tier must never be skipped: no Python 2.7, no tier, and a clear error.
+    project = tmp_path / "project"
+    (project / "tools").mkdir(parents=True)
+    shutil.copy(PROJECT_DIR / "tools" / "setup-sentry.sh", project / "tools" / "setup-sentry.sh")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "SENTRY_K8S_CACHE": str(tmp_path / "cache")}
+    assert not shutil.which("python2.7", path=env["PATH"]) and not shutil.which("pyenv", path=env["PATH"])
+    result = subprocess.run(
+        ["bash", str(project / "tools" / "setup-sentry.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "no Python 2.7 found" in result.stderr
+    assert "pyenv install 2.7.18" in result.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_real_sentry_install_is_pinned_exactly() -> None:
+    for name in ("requirements-sentry.txt", "requirements-sentry-auth.txt", "requirements-sentry-tools.txt"):
+        lines = [
+            line.strip()
+            for line in (PROJECT_DIR / "tools" / name).read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        assert lines and all(re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+]+", line) for line in lines), name
+    sentry = (PROJECT_DIR / "tools" / "requirements-sentry.txt").read_text()
+    for pin in ("sentry==9.1.2", "sentry-plugins==9.1.2", "sentry-sdk==0.13.0", "uWSGI==2.0.18"):
+        assert pin in sentry.splitlines(), pin

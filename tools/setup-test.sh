@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond `make setup`, installed on first use and skipped when
 # present: checkov in a venv of its own (its pinned dependencies conflict with the
-# project's, see tools/requirements-checkov.txt), and the Debian packages the tests run:
-# postgresql and redis-server (real servers for the backup and script tests) and the
-# linter for tools/*.sh, shellcheck. The packages need root; apt waits for another apt or dpkg
-# (unattended-upgrades, a parallel install) instead of failing at once.
+# project's, see tools/requirements-checkov.txt), the Debian packages the tests run:
+# postgresql and redis-server (real servers for the backup and script tests), the
+# linter for tools/*.sh, shellcheck, and for the real Sentry tier patchelf (its copy of
+# Python 2.7) and tini (the image's init); then the real Sentry 9.1.2 itself, cached outside
+# the repository (tools/setup-sentry.sh, seconds when cached). The packages need root; apt
+# waits for another apt or dpkg (unattended-upgrades, a parallel install) instead of failing
+# at once.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -26,7 +29,12 @@ need=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
-((${#need[@]})) || exit 0
+command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
+[[ -x /usr/bin/tini ]] || need+=(tini)
+[[ -f /usr/share/i18n/locales/en_US ]] || need+=(locales)
+if ((${#need[@]} == 0)); then
+  exec tools/setup-sentry.sh
+fi
 
 [[ $(id -u) -eq 0 ]] ||
   fail "the tests need the Debian packages ${need[*]}: install them as root (apt-get install ${need[*]}), then run make test again"
@@ -45,3 +53,4 @@ apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${need[@]}" >/d
 # The packages start system-wide services; the tests run servers of their own.
 service postgresql stop >/dev/null 2>&1 || true
 service redis-server stop >/dev/null 2>&1 || true
+exec tools/setup-sentry.sh

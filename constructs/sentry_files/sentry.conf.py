@@ -262,16 +262,30 @@ if statsd_host:
 SENTRY_WEB_HOST = _text("SENTRY_WEB_HOST", "0.0.0.0")
 SENTRY_WEB_PORT = _number("SENTRY_WEB_PORT", 9000)
 
-# `sentry run web` starts uWSGI with these options on top of its own defaults. uWSGI's HTTP
-# router answers on the port and hands requests to the workers over an internal socket; it
-# keeps client connections alive, which an Ingress controller that reuses upstream
-# connections expects. "uwsgi-socket": None stops Sentry from also binding the workers'
-# uwsgi-protocol socket to the same host:port, which would clash with the router.
+# `sentry run web` starts uWSGI (2.0.18 in the image) with these options on top of its own
+# defaults (sentry/services/http.py).
+#
+# Stopping without dropping a request. A pod that is deleted keeps getting new requests for
+# a few seconds, until kube-proxy and the Ingress have dropped it from their endpoints: the
+# web container's preStop hook waits that long before the kubelet sends SIGTERM (see
+# constructs/sentry_web.py). SIGTERM must then end uWSGI gracefully: stop accepting, finish
+# every request in flight, exit. Sentry's default `die-on-term` does the opposite (workers
+# killed at once), and without it uWSGI 2.0 takes SIGTERM for a brutal reload. So:
+# - hook-master-start maps signal 15 to uWSGI's own graceful shutdown,
+#   gracefully_kill_them_all (core/uwsgi.c: each worker finishes its requests, then exits);
+#   the hook runs after the master installed its default handlers, so it wins over
+#   die-on-term;
+# - worker-reload-mercy bounds that drain: a worker still busy after 30 seconds is killed.
+#   The pod's terminationGracePeriodSeconds covers the preStop delay plus this;
+# - the workers parse HTTP themselves on the port (`http-socket`, Sentry's own default),
+#   with no HTTP router process in front: a graceful shutdown SIGKILLs uWSGI's gateways at
+#   once (uwsgi_destroy_processes in core/master_utils.c), which would cut the responses of
+#   the requests the workers are finishing. Each response closes its connection (no
+#   keep-alive), so no idle connection can be cut either; an Ingress opens a new one.
 SENTRY_WEB_OPTIONS = {
-    "http": SENTRY_WEB_HOST + ":" + str(SENTRY_WEB_PORT),
-    "protocol": "uwsgi",
-    "uwsgi-socket": None,
-    "http-keepalive": True,
+    "http-socket": SENTRY_WEB_HOST + ":" + str(SENTRY_WEB_PORT),
+    "hook-master-start": "unix_signal:15 gracefully_kill_them_all",
+    "worker-reload-mercy": 30,
     # Sentry's default logs the memory use after every request.
     "memory-report": False,
     # Each worker runs 4 threads (Sentry's default); scale with more pods rather than more
