@@ -31,6 +31,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
+CONFIG_ENV = "SENTRY_K8S_CONFIG"
 VENV_DIR = PROJECT_DIR / ".venv"
 # What `import cdk8s` and the constructs need; checked without importing (that starts node).
 REQUIRED_MODULES = ("cdk8s", "cdk8s_plus_27", "pydantic", "yaml")
@@ -69,7 +70,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--config",
         type=Path,
-        default=Path(os.environ.get("SENTRY_K8S_CONFIG", DEFAULT_CONFIG)),
+        default=Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)),
         help="values file (default: $SENTRY_K8S_CONFIG or config/minikube.yaml)",
     )
     parser.add_argument(
@@ -142,18 +143,26 @@ def _check_output(config: StackConfig, new: Path, previous: Path, allow_conflict
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     # Imported here so that `--help` and argument errors answer without starting node.
-    from app.secrets_store import SECRETS_FILE_ENV, SecretsError, default_secrets_file, resolve_secrets
+    from app.secrets_store import (
+        SecretsError,
+        default_secrets_file,
+        explicit_secrets_file,
+        resolve_secrets,
+        unknown_variables_warning,
+    )
     from app.values import ConfigError, config_warnings, load_config
 
     outdir = args.outdir.resolve()
     try:
         config = load_config(args.config)
-        secrets_path = Path(os.environ.get(SECRETS_FILE_ENV) or default_secrets_file(config, PROJECT_DIR))
+        secrets_path = explicit_secrets_file(os.environ) or default_secrets_file(config, PROJECT_DIR)
         resolved = resolve_secrets(config, secrets_path)
     except (ConfigError, SecretsError) as exc:
         return _refuse(str(exc), outdir)
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
+    if unknown := unknown_variables_warning(os.environ, also_known=(CONFIG_ENV,)):
+        print(f"warning: {unknown}", file=sys.stderr)
 
     import cdk8s
 

@@ -10,8 +10,10 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import yaml
 
-from tests.conftest import synth
+from app.values import ConfigError, parse_config
+from tests.conftest import TEST_SECRETS, synth
 
 # (case id, values file text or None for "no file", fragments the message must contain)
 CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
@@ -113,6 +115,41 @@ CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
     ),
     ("boolean in words", "sentry:\n  single_organization: maybe\n", ("sentry.single_organization", "valid boolean")),
     ("cleanup days", "sentry:\n  cleanup:\n    days: 0\n", ("sentry.cleanup.days", "from 1 to 3650")),
+    # Settings that validated once and broke on a cluster (issue 22, 2).
+    (
+        "cron step of zero",
+        "postgres:\n  backup:\n    schedule: '*/0 * * * *'\n",
+        ("postgres.backup.schedule", "minute field '*/0'", "steps /n (n >= 1)"),
+    ),
+    (
+        "cron step of zero in the cleanup",
+        "sentry:\n  cleanup:\n    schedule: '0 */0 * * *'\n",
+        ("sentry.cleanup.schedule", "hour field '*/0'"),
+    ),
+    (
+        "IP address as Ingress host",
+        "sentry:\n  web:\n    ingress: {enabled: true, host: 10.1.2.3}\n",
+        ("sentry.web.ingress.host", "'10.1.2.3' is an IP address", "DNS name"),
+    ),
+    (
+        "IPv6 address as Ingress host",
+        "sentry:\n  web:\n    ingress: {enabled: true, host: '2001:db8::1'}\n",
+        ("sentry.web.ingress.host", "is an IP address"),
+    ),
+    ("volume of size 0", "postgres:\n  storage:\n    size: '0'\n", ("postgres.storage.size", "not a size above zero")),
+    ("volume of size 0Gi", "redis:\n  storage:\n    size: 0Gi\n", ("redis.storage.size", "not a size above zero")),
+    (
+        "backup volume of size 0",
+        "postgres:\n  backup:\n    storage: {size: 0Mi}\n",
+        ("postgres.backup.storage.size", "not a size above zero"),
+    ),
+    ("image without a tag", "sentry:\n  image: sentry\n", ("sentry.image", "'sentry' is not pinned", "sentry:9.1.2")),
+    ("image tagged latest", "redis:\n  image: redis:latest\n", ("redis.image", "'redis:latest' is not pinned")),
+    (
+        "registry image tagged latest",
+        "postgres:\n  image: registry.example.com:5000/postgres:latest\n",
+        ("postgres.image", "is not pinned"),
+    ),
     ("missing file", None, ("no such configuration file",)),
     ("a folder", None, ("is a folder",)),
     ("not UTF-8", None, ("is not UTF-8 text", "byte 0xff")),
@@ -174,6 +211,81 @@ def test_bad_input_is_rejected_clearly_and_leaves_dist_alone(
     assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1
     assert _fingerprint(previous_dist) == before
     assert not list(previous_dist.parent.glob(".dist.new-*")), "no staging folder may be left behind"
+
+
+def _assert_refused(code: int, err: str, expected: tuple[str, ...], previous_dist: Path, before: dict) -> None:
+    assert code == 2, err
+    assert err.splitlines()[0].startswith("error: "), err
+    for fragment in expected:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1
+    assert _fingerprint(previous_dist) == before
+    assert not list(previous_dist.parent.glob(".dist.new-*")), "no staging folder may be left behind"
+
+
+BROKEN_PASSWORD = "pw-first-line\npw-second-line"
+
+# Bad input from the environment: (case id, environment and secrets file, fragments).
+# The environment replaces the tests' own secret variables; "file" is the secrets file's text.
+ENV_CASES: list[tuple[str, dict[str, str], tuple[str, ...]]] = [
+    (
+        "Redis password with a line break, from the environment",
+        {"SENTRY_K8S_REDIS_PASSWORD": BROKEN_PASSWORD},
+        ("secret 'redis-password' from SENTRY_K8S_REDIS_PASSWORD", "line break", "Unbalanced quotes"),
+    ),
+    (
+        "Redis password with a line break, from the secrets file",
+        {"file": yaml.safe_dump({"redis-password": BROKEN_PASSWORD})},
+        ("secret 'redis-password' from", "secrets.yaml, key redis-password", "line break"),
+    ),
+    (
+        "secrets file in a folder that does not exist",
+        {"SENTRY_K8S_SECRETS_FILE": "{tmp}/no-such-folder/secrets.yaml"},
+        ("SENTRY_K8S_SECRETS_FILE=", "no-such-folder/secrets.yaml: the folder", "does not exist"),
+    ),
+    (
+        "secrets file that is a folder",
+        {"SENTRY_K8S_SECRETS_FILE": "{tmp}"},
+        ("SENTRY_K8S_SECRETS_FILE=", "is a folder"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "given", "expected"), ENV_CASES, ids=[c[0] for c in ENV_CASES])
+def test_bad_input_from_the_environment_is_rejected_clearly(
+    case: str,
+    given: dict[str, str],
+    expected: tuple[str, ...],
+    previous_dist: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = _fingerprint(previous_dist)
+    env = {k: v.replace("{tmp}", str(tmp_path)) for k, v in given.items() if k != "file"}
+    if "file" in given:
+        (tmp_path / "secrets.yaml").write_text(given["file"])
+    code, _ = synth(tmp_path, secrets={}, extra_env=env, outdir=previous_dist)
+    err = capsys.readouterr().err
+    _assert_refused(code, err, expected, previous_dist, before)
+    assert "pw-first-line" not in err and "pw-second-line" not in err, "a secret value in a message"
+    assert not (tmp_path / "no-such-folder").exists(), "nothing generated, nothing written"
+
+
+def test_a_line_break_in_an_external_redis_password_is_the_servers_business(tmp_path: Path) -> None:
+    # redis-server.sh writes the in-cluster server's config only; an external server has its own.
+    code, _ = synth(
+        tmp_path,
+        "redis:\n  external: {host: 10.0.9.15}\n",
+        secrets={**TEST_SECRETS, "redis-password": BROKEN_PASSWORD},
+    )
+    assert code == 0
+
+
+def test_a_registry_with_a_port_is_an_image_reference() -> None:
+    config = parse_config({"sentry": {"image": "registry.example.com:5000/sentry:9.1.2"}})
+    assert config.sentry.image == "registry.example.com:5000/sentry:9.1.2"
+    with pytest.raises(ConfigError, match="is not pinned"):
+        parse_config({"sentry": {"image": "registry.example.com:5000/sentry"}})
 
 
 def test_at_least_twenty_cases() -> None:
