@@ -150,16 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         resolve_secrets,
         unknown_variables_warning,
     )
-    from app.values import ConfigError, config_warnings, load_config
+    from app.values import ConfigError, load_values
 
     outdir = args.outdir.resolve()
     try:
-        config = load_config(args.config)
+        values = load_values(args.config)
+        config = values.config
         secrets_path = explicit_secrets_file(os.environ) or default_secrets_file(config, PROJECT_DIR)
         resolved = resolve_secrets(config, secrets_path)
     except (ConfigError, SecretsError) as exc:
         return _refuse(str(exc), outdir)
-    for warning in config_warnings(config):
+    for warning in values.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if unknown := unknown_variables_warning(os.environ, also_known=(CONFIG_ENV,)):
         print(f"warning: {unknown}", file=sys.stderr)

@@ -150,6 +150,46 @@ CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
         "postgres:\n  image: registry.example.com:5000/postgres:latest\n",
         ("postgres.image", "is not pinned"),
     ),
+    # Settings of a part that is off by default: the user expects the part (issue 22, 3).
+    (
+        "tls_secret without the Ingress",
+        "sentry:\n  web:\n    ingress: {host: sentry.example.com, tls_secret: sentry-tls}\n",
+        (
+            "sentry.web.ingress.tls_secret: is set, but the Ingress is off (sentry.web.ingress.enabled is not set",
+            "sentry.web.ingress.host: is set",
+            "set sentry.web.ingress.enabled: true, or remove the setting",
+        ),
+    ),
+    (
+        "smtp.user without smtp.host",
+        "sentry:\n  smtp: {user: sentry@example.com}\n",
+        ("sentry.smtp.user: is set, but outgoing mail is off (sentry.smtp.host is not set", "set sentry.smtp.host"),
+    ),
+    (
+        "service_monitor without metrics",
+        "sentry:\n  metrics: {service_monitor: true}\n",
+        ("sentry.metrics.service_monitor: is set, but the metrics exporter is off", "sentry.metrics.enabled: true"),
+    ),
+    (
+        "autoscaling bounds without autoscaling",
+        "sentry:\n  worker:\n    autoscaling: {max_replicas: 8}\n",
+        ("sentry.worker.autoscaling.max_replicas: is set, but the worker autoscaler is off",),
+    ),
+    (
+        "external PostgreSQL settings without a host",
+        "postgres:\n  external: {sslmode: require, cidrs: [10.0.8.0/24]}\n",
+        ("postgres.external.sslmode: is set, but PostgreSQL runs in the cluster", "postgres.external.cidrs: is set"),
+    ),
+    (
+        "S3 filestore settings with the filesystem filestore",
+        "sentry:\n  filestore: {s3: {bucket: sentry-files}}\n",
+        ("sentry.filestore.s3.bucket: is set, but the filestore is not in S3", "set sentry.filestore.backend: s3"),
+    ),
+    (
+        "a backup to restore without the restore Job",
+        "postgres:\n  backup:\n    restore: {file: sentry-20240101T030000Z}\n",
+        ("postgres.backup.restore.file: is set, but the restore Job is off",),
+    ),
     ("missing file", None, ("no such configuration file",)),
     ("a folder", None, ("is a folder",)),
     ("not UTF-8", None, ("is not UTF-8 text", "byte 0xff")),

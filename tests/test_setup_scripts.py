@@ -68,3 +68,18 @@ def test_setup_says_to_install_python3_venv(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "install python3-venv" in result.stderr
     assert not (project / ".venv").exists()
+
+
+def test_make_refuses_a_lower_case_config_instead_of_building_the_default() -> None:
+    # `make synth config=...` would otherwise synthesize config/minikube.yaml without a word.
+    for typed, meant in (("config", "CONFIG"), ("e2e_args", "E2E_ARGS")):
+        done = subprocess.run(
+            ["make", "-n", "synth", f"{typed}=config/production.yaml"], cwd=PROJECT_DIR, capture_output=True, text=True
+        )
+        assert done.returncode == 2
+        assert f"write {meant}=config/production.yaml" in done.stderr
+        assert "main.py" not in done.stdout
+    done = subprocess.run(
+        ["make", "-n", "synth", "CONFIG=config/production.yaml"], cwd=PROJECT_DIR, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "--config config/production.yaml" in done.stdout
