@@ -99,6 +99,26 @@ def _namespace(value: str) -> str:
 
 Namespace = Annotated[DnsLabel, AfterValidator(_namespace)]
 
+# Namespaces that hold other workloads on most clusters: Kubernetes' own default, and those
+# common add-ons install into. The synth cannot look at a cluster; these it can recognise.
+SHARED_NAMESPACES = (
+    "default",
+    "monitoring",
+    "observability",
+    "logging",
+    "ingress-nginx",
+    "cert-manager",
+    "calico-system",
+    "calico-apiserver",
+    "tigera-operator",
+    "local-path-storage",
+    "istio-system",
+    "argocd",
+    "flux-system",
+    "gatekeeper-system",
+    "kubernetes-dashboard",
+)
+
 
 class SecretsConfig(Model):
     existing_secret: KubeName | None = Field(
@@ -651,7 +671,16 @@ class CapacityConfig(Model):
 
 class StackConfig(Model):
     namespace: Namespace = Field(
-        default="sentry", description="Namespace everything is created in; kube-* are refused, default is warned about."
+        default="sentry",
+        description="Namespace everything is created in; kube-* are refused, and so are namespaces "
+        "shared on most clusters (default, monitoring, ...) unless namespace_shared is true.",
+    )
+    namespace_shared: bool = Field(
+        default=False,
+        description="false: the namespace is the stack's own: dist/ creates it, labels it for Pod Security "
+        "restricted and denies every pod in it all traffic by default. true: it exists already and holds "
+        "other workloads: dist/ neither creates nor labels it, and the NetworkPolicies select only the "
+        "stack's own pods.",
     )
     release: DnsLabel = Field(
         default="sentry",
@@ -674,6 +703,17 @@ class StackConfig(Model):
         examples=[{"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sentry"}],
     )
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+
+    @model_validator(mode="after")
+    def _shared_namespace_is_said_to_be(self) -> StackConfig:
+        if self.namespace in SHARED_NAMESPACES and not self.namespace_shared:
+            raise ValueError(
+                f"namespace {self.namespace!r} holds other workloads on most clusters: the stack would label it "
+                "for Pod Security restricted and deny every pod in it all traffic. Choose a namespace of the "
+                "stack's own (e.g. sentry), or set namespace_shared: true (the stack then neither creates nor "
+                "labels it, and its NetworkPolicies select only its own pods)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _shared_filestore_on_several_nodes(self) -> StackConfig:

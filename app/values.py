@@ -117,9 +117,8 @@ class Values:
 
     @property
     def warnings(self) -> list[str]:
-        """What the user should know: choices that work, and settings the stack ignores."""
-        ignored = [f"{self.source}: {f.render()}" for f in findings(self.given, self.config) if not f.refuse]
-        return [*config_warnings(self.config), *ignored]
+        """Settings the stack ignores, and combinations that work only with help from outside it."""
+        return [f"{self.source}: {f.render()}" for f in findings(self.given, self.config) if not f.refuse]
 
 
 def parse_values(data: object, source: str = "configuration") -> Values:
@@ -178,18 +177,6 @@ def read_values_text(path: Path) -> str:
         raise ConfigError(
             f"{path}: is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         ) from None
-
-
-def config_warnings(config: StackConfig) -> list[str]:
-    """Choices that work but that a user should know about; main.py prints them."""
-    warnings = []
-    if config.namespace == "default":
-        warnings.append(
-            "namespace 'default': the stack labels its namespace for Pod Security 'restricted' and "
-            "denies all traffic by default there, which affects every other workload in 'default'; "
-            "a namespace of its own (e.g. sentry) is safer"
-        )
-    return warnings
 
 
 def load_config(path: Path) -> StackConfig:

@@ -104,6 +104,18 @@ CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
     ("kube-system", "namespace: kube-system\n", ("namespace", "cluster's own namespaces")),
     ("kube-public", "namespace: kube-public\n", ("namespace", "cluster's own namespaces")),
     (
+        "kube-system, even when shared",
+        "namespace: kube-system\nnamespace_shared: true\n",
+        ("namespace", "cluster's own namespaces"),
+    ),
+    # A namespace other workloads live in (issue 22, 4): its owner must say the stack may share it.
+    (
+        "the default namespace",
+        "namespace: default\n",
+        ("namespace 'default' holds other workloads", "set namespace_shared: true", "select only its own pods"),
+    ),
+    ("a monitoring namespace", "namespace: monitoring\n", ("namespace 'monitoring' holds other workloads",)),
+    (
         "url_prefix with a trailing slash",
         "sentry:\n  url_prefix: https://sentry.example.com/\n",
         ("sentry.url_prefix", "no trailing slash"),
@@ -330,12 +342,6 @@ def test_a_registry_with_a_port_is_an_image_reference() -> None:
 
 def test_at_least_twenty_cases() -> None:
     assert len(CASES) >= 20
-
-
-def test_namespace_default_is_accepted_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _ = synth(tmp_path, "namespace: default\n")
-    assert code == 0
-    assert "warning: namespace 'default'" in capsys.readouterr().err
 
 
 def test_a_values_file_overrides_single_leaves(tmp_path: Path) -> None:
