@@ -14,6 +14,7 @@ or, without a venv, says to run `make setup`.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import os
 import shutil
@@ -93,21 +94,47 @@ def _replace_dir(new: Path, target: Path) -> None:
     """Swap `new` into place of `target` with renames, so `target` is never half-written."""
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
+    moved = False
     if target.exists():
         target.rename(old)
-    new.rename(target)
+        moved = True
+    try:
+        new.rename(target)
+    except OSError:
+        if moved:
+            old.rename(target)  # the previous output back where it was
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# Why the output folder cannot be written, by errno: what the user can do about it.
+_WRITE_HINTS = {
+    errno.EBUSY: "it is a mount point (or in use as one), and the synth replaces the output folder by "
+    "renaming it; give --outdir a folder inside it",
+    errno.EPERM: "the folder or its parent may not be changed (immutable: lsattr -d shows an i; "
+    "or a file system that refuses it); give --outdir another folder",
+    errno.EACCES: "no permission to write there; give --outdir a folder you may write",
+    errno.EROFS: "the file system is read-only; give --outdir a folder elsewhere",
+    errno.ENOENT: "no folder can be made there; give --outdir a folder elsewhere",
+    errno.ENOTDIR: "a part of the path is a file; give --outdir a folder elsewhere",
+}
+
+
+def _cannot_write(outdir: Path, exc: OSError) -> str:
+    code = errno.errorcode.get(exc.errno or 0, "")
+    hint = _WRITE_HINTS.get(exc.errno or 0, "give --outdir a folder you may write")
+    return f"cannot write the output folder {outdir}: {exc.strerror} ({code}) at {exc.filename}: {hint}"
 
 
 def _refuse(message: str, outdir: Path) -> int:
     """Exit 2 with the reason, and say truthfully what became of the output folder."""
     print(f"error: {message}", file=sys.stderr)
     if outdir.exists():
-        print(f"{outdir.name}/ was left unchanged.", file=sys.stderr)
+        print(f"{outdir.name}{'/' if outdir.is_dir() else ''} was left unchanged.", file=sys.stderr)
     elif "CDK8S_OUTDIR" in os.environ:
         # The cdk8s CLI sets CDK8S_OUTDIR, and deletes that folder before it runs the app.
         print(
-            f"{outdir.name}/ is gone: `cdk8s synth` removed it before running the app. Fix the "
+            f"{outdir.name}/ is gone: the cdk8s CLI (make synth-cli) removed it before running the app. Fix the "
             "values and synthesize again; `make synth` keeps the previous dist/ on errors.",
             file=sys.stderr,
         )
@@ -153,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     from app.values import ConfigError, load_values
 
     outdir = args.outdir.resolve()
+    if outdir.exists() and not outdir.is_dir():
+        return _refuse(f"the output folder {args.outdir} is a file: give --outdir a folder (replaced whole)", outdir)
     try:
         values = load_values(args.config)
         config = values.config
@@ -171,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     from app.summary import summary
     from constructs.checks import ConfigurationConflict, PropsError
 
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
+    except OSError as exc:  # /proc/..., a read-only or immutable parent
+        return _refuse(_cannot_write(outdir, exc), outdir)
     staging.chmod(0o755)  # mkdtemp makes it private; dist/ holds no secret-only files
     try:
         app = cdk8s.App(outdir=str(staging))
@@ -186,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             shutil.rmtree(staging, ignore_errors=True)
             return _refuse(problem, outdir)
-        _replace_dir(staging, outdir)
+        try:
+            _replace_dir(staging, outdir)
+        except OSError as exc:  # a mount point (EBUSY), an immutable folder (EPERM), ...
+            shutil.rmtree(staging, ignore_errors=True)
+            return _refuse(_cannot_write(outdir, exc), outdir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 from unittest import mock
 
@@ -358,7 +359,7 @@ def test_a_values_file_overrides_single_leaves(tmp_path: Path) -> None:
 def test_the_message_about_dist_is_true_when_the_cdk8s_cli_removed_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # `cdk8s synth` deletes its output folder before it runs the app (and sets CDK8S_OUTDIR).
+    # The cdk8s CLI deletes its output folder before it runs the app (and sets CDK8S_OUTDIR).
     gone = tmp_path / "dist"
     code, _ = synth(
         tmp_path, "sentry:\n  web:\n    replicas: yes\n", outdir=gone, extra_env={"CDK8S_OUTDIR": str(gone)}
@@ -366,6 +367,93 @@ def test_the_message_about_dist_is_true_when_the_cdk8s_cli_removed_it(
     err = capsys.readouterr().err
     assert code == 2
     assert "left unchanged" not in err
-    assert "dist/ is gone: `cdk8s synth` removed it" in err
+    assert "dist/ is gone: the cdk8s CLI (make synth-cli) removed it" in err
     code, _ = synth(tmp_path, "sentry:\n  web:\n    replicas: yes\n", outdir=gone)
     assert "nothing was written to dist/" in capsys.readouterr().err
+
+
+# --- Output folders that cannot be replaced (issue 22, 5) ---------------------------------
+
+
+def _refused_output(capsys: pytest.CaptureFixture[str], outdir: Path, tmp_path: Path) -> str:
+    code, _ = synth(tmp_path, outdir=outdir)  # raises, rather than returns, on a traceback
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".dist."))
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "dist"
+    afile.write_text("not a folder\n")
+    err = _refused_output(capsys, afile, tmp_path)
+    assert f"error: the output folder {afile} is a file: give --outdir a folder" in err
+    assert "dist was left unchanged." in err
+    assert afile.read_text() == "not a folder\n" and not _leftovers(tmp_path)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_an_output_folder_in_proc_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _refused_output(capsys, Path("/proc/sentry-k8s-dist"), tmp_path)
+    assert "cannot write the output folder /proc/sentry-k8s-dist: No such file or directory (ENOENT)" in err
+    assert "give --outdir a folder elsewhere" in err
+
+
+@pytest.fixture
+def previous(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    code, dist = synth(tmp_path, outdir=tmp_path / "out" / "dist")
+    assert code == 0
+    return dist.path, _fingerprint(dist.path)
+
+
+def test_an_immutable_output_folder_is_refused_and_left_as_it_was(
+    previous: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dist, before = previous
+    if subprocess.run(["chattr", "+i", str(dist)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +i needs root and a file system with the immutable flag")
+    try:
+        err = _refused_output(capsys, dist, tmp_path)
+    finally:
+        subprocess.run(["chattr", "-i", str(dist)], check=True)
+    assert "Operation not permitted (EPERM)" in err and "immutable" in err
+    assert "dist/ was left unchanged." in err
+    assert _fingerprint(dist) == before and not _leftovers(dist.parent)
+
+
+def test_an_output_folder_that_is_a_mount_point_is_refused_and_left_as_it_was(
+    previous: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dist, before = previous
+    if subprocess.run(["mount", "--bind", str(dist), str(dist)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("mount needs root (CAP_SYS_ADMIN)")
+    try:
+        err = _refused_output(capsys, dist, tmp_path)
+    finally:
+        subprocess.run(["umount", str(dist)], check=True)
+    assert "Device or resource busy (EBUSY)" in err and "give --outdir a folder inside it" in err
+    assert _fingerprint(dist) == before and not _leftovers(dist.parent)
+
+
+def test_when_the_new_output_cannot_take_its_place_the_previous_one_is_put_back(
+    previous: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The previous dist/ was moved aside, then moving the new one in fails (a busy target, a
+    # full directory): the previous one goes back where it was.
+    dist, before = previous
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        if self.name.startswith(".dist.new-"):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(target))
+        return real_rename(self, target)
+
+    with mock.patch.object(Path, "rename", rename):
+        err = _refused_output(capsys, dist, tmp_path)
+    assert "(EBUSY)" in err and "dist/ was left unchanged." in err
+    assert _fingerprint(dist) == before and not _leftovers(dist.parent)
