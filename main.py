@@ -71,13 +71,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--config",
         type=Path,
-        default=Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)),
         help="values file (default: $SENTRY_K8S_CONFIG or config/minikube.yaml)",
     )
     parser.add_argument(
         "--outdir",
         type=Path,
-        default=Path(os.environ.get("CDK8S_OUTDIR", PROJECT_DIR / "dist")),
         help="output folder (default: $CDK8S_OUTDIR or dist/)",
     )
     parser.add_argument("--quiet", action="store_true", help="print no summary")
@@ -87,7 +85,30 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         help="write dist/ even when `kubectl apply` could not apply it over the previous dist/ "
         "(you will follow the printed procedure)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # What the summary says: the values file as given, and where it came from when not given
+    # (`make synth config=...` in lower case passes nothing, and the default is used).
+    if args.config is not None:
+        args.values_file = str(args.config)
+    elif os.environ.get(CONFIG_ENV):
+        args.config = Path(os.environ[CONFIG_ENV])
+        args.values_file = f"{args.config} (from {CONFIG_ENV})"
+    else:
+        args.config = DEFAULT_CONFIG
+        args.values_file = f"{_shown(DEFAULT_CONFIG)} (the default: no --config, CONFIG= or {CONFIG_ENV})"
+    args.shown_outdir = str(args.outdir) if args.outdir is not None else None
+    if args.outdir is None:
+        args.outdir = Path(os.environ.get("CDK8S_OUTDIR") or PROJECT_DIR / "dist")
+        args.shown_outdir = _shown(args.outdir.resolve())
+    return args
+
+
+def _shown(path: Path) -> str:
+    """A path the synth chose, as short as it is clear: relative to the current folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -227,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if not args.quiet:
-        print(summary(config, outdir), file=sys.stderr)
+        print(summary(config, outdir, values_file=args.values_file, shown_outdir=args.shown_outdir), file=sys.stderr)
     return 0
 
 
