@@ -43,7 +43,7 @@ validate: synth   ## dist/ and the tests' configurations: strict schemas (Kubern
 e2e:              ## prove it on a real minikube (E2E_ARGS=--kind: kind): login, event, zero downtime, backup/restore, NetworkPolicies
 	tools/e2e.sh $(E2E_ARGS)
 
-bench:            ## benchmarks: synth time, backup/restore on ~1 GB (prints figures)
+bench:            ## benchmarks: synth time, backup/restore of a generated Sentry-shaped database (prints figures)
 	$(PY) tools/bench_synth.py
 	$(PY) tools/bench_backup.py
 

@@ -1,6 +1,6 @@
 """Synthesize the Sentry stack to plain Kubernetes YAML in dist/.
 
-Used by `cdk8s synth` (see cdk8s.yaml) and directly as `python main.py`.
+Used by the cdk8s CLI (`make synth-cli`, see cdk8s.yaml) and directly as `python main.py`.
 The values file is chosen with `--config FILE` or SENTRY_K8S_CONFIG
 (default: config/minikube.yaml). Output goes to a temporary folder first and
 replaces dist/ only when everything succeeded, so bad input never leaves a
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from app.config import StackConfig
 
-# jsii prints a large end-of-life banner on Node 20 (the version Debian 12 and the
-# build machines ship); it has no effect on other Node versions.
+# jsii prints a large end-of-life banner on Node 20 (which the build machines run: see the
+# README's Prerequisites); the variable has no effect on other Node versions.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 PROJECT_DIR = Path(__file__).resolve().parent

@@ -4,7 +4,7 @@ Every knob a user can turn lives here, with a description. It is not the constru
 props: SentryStack maps it onto them. Its defaults are the props' own documented
 defaults (`prop_default`), so each is written once, beside its construct; a few are
 the stack's own (marked so). Defaults target a laptop minikube (`minikube start
---memory=4000mb --cpus=2`); `config/production.yaml` shows a real cluster. Models are
+--memory=4000mb --cpus=2 --cni=calico`); `config/production.yaml` shows a real cluster. Models are
 frozen and reject unknown keys, so a typo in a values file is an error rather than a
 silently ignored setting.
 """
@@ -124,8 +124,9 @@ class SecretsConfig(Model):
     existing_secret: KubeName | None = Field(
         default=None,
         description=(
-            "Name of a Secret you create yourself in the namespace, holding the keys listed in "
-            "the README. When set, no Secret is synthesized and dist/ holds no secret material."
+            "Name of a Secret you create yourself in the namespace, holding the keys listed under "
+            "Secrets in docs/configuration.md (the synth's summary lists the ones the configuration "
+            "needs). When set, no Secret is synthesized and dist/ holds no secret material."
         ),
     )
 
