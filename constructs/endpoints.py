@@ -129,7 +129,7 @@ class ExternalPostgresProps:
     secret: kplus.ISecret
     """Secret holding the password of `user`."""
     client_image: Image
-    """Image of the clients (waits, migrations' marker, backups): its major version must be
+    """Image of the clients (waits, backups, restores): its major version must be
     at least the server's, or pg_dump refuses to dump it."""
     port: Port = 5432
     """Port of the server. Default: 5432."""

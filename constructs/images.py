@@ -55,6 +55,9 @@ SENTRY = ImageContract(
         # `pip install sentry-9.1.2-py27-none-any.whl` into the base image's Python, which
         # docker-library/python builds into /usr/local: console scripts land in /usr/local/bin.
         "sentry": "/usr/local/bin/sentry",
+        # The base image's Python 2.7 (`make install` into /usr/local: python -> python2 ->
+        # python2.7), with Sentry's psycopg2: the migration Job's lock holder runs on it.
+        "python": "/usr/local/bin/python",
         # Debian stretch's bash (essential package); the migration script needs pipefail.
         "bash": "/bin/bash",
         "sh": "/bin/sh",
@@ -95,6 +98,8 @@ POSTGRES = ImageContract(
         "pg_dump": "/usr/lib/postgresql/9.6/bin/pg_dump",
         "pg_dumpall": "/usr/lib/postgresql/9.6/bin/pg_dumpall",
         "pg_restore": "/usr/lib/postgresql/9.6/bin/pg_restore",
+        # The restore's ANALYZE (postgresql-client-9.6, beside the others).
+        "vacuumdb": "/usr/lib/postgresql/9.6/bin/vacuumdb",
         "docker-entrypoint.sh": "/usr/local/bin/docker-entrypoint.sh",
         "bash": "/bin/bash",
         "sh": "/bin/sh",

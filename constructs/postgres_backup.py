@@ -3,7 +3,8 @@
 For any PostgresEndpoint (the in-cluster server, or a managed one whose user is the
 database's owner and not a superuser): the backup volume and a CronJob running
 constructs/scripts/postgres-backup.sh (verified, parallel directory-format dumps of the
-Sentry database, the roles where the user may read them, and the filestore; retention),
+Sentry database (of every database of the in-cluster server), the roles where the user may
+read them, and the filestore; retention),
 and with an `offsite` copy a second step copying each new backup to S3.
 """
 
@@ -178,16 +179,22 @@ class PostgresBackup(Construct):
         # `auto` asks the server whether the user may read the roles; a managed server's
         # owner role may not, and the endpoint knows that already.
         roles = "no" if backup.roles == "auto" and not postgres.can_dump_roles else backup.roles
+        # The stack's own server (its pods run here) holds nothing but what its users put
+        # there: all of it is backed up, as pg_dumpall would. An external server's other
+        # databases are not the stack's to back up or restore (and a managed server's owner
+        # role cannot read them): only Sentry's.
+        databases = "all" if postgres.network.pods is not None else "one"
         dump = kplus.ContainerProps(
             name="backup",
             image=postgres.client_image,
             image_pull_policy=pull_policy(self.props.image_pull_policy),
             command=bash_command("postgres-backup"),
             env_variables={
-                # PGDATABASE is the Sentry database: the backup dumps it, not the cluster.
+                # PGDATABASE is the Sentry database: the backup dumps it first, into db/.
                 **postgres.client_env(secret=self.props.secret),
                 **plain_env(
                     {
+                        "BACKUP_DATABASES": databases,
                         "BACKUP_DIR": BACKUP_MOUNT,
                         "BACKUP_KEEP": str(backup.keep),
                         "BACKUP_COMPRESSION_LEVEL": str(backup.compression_level),

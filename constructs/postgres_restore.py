@@ -1,6 +1,6 @@
 """PostgresRestore: restore a backup from the backup volume into the running server.
 
-A Job running constructs/scripts/postgres-restore.sh, which replaces the Sentry database
+A Job running constructs/scripts/postgres-restore.sh, which replaces the backup's databases
 (and optionally the roles and the filestore) with a backup made by PostgresBackup. The
 stack puts it in its own chart (dist/90-restore.k8s.yaml) and only when the values ask for
 it (`postgres.backup.restore.enabled`); see the restore runbook in docs/operations.md.
@@ -21,8 +21,8 @@ from constructs.postgres_backup import BACKUP_MOUNT, FILESTORE_MOUNT, POSTGRES_U
 from constructs.props import PodSettings, Resources, resources
 from constructs.workload import container_resources, container_security, finish, pod_security, pull_policy
 
-# The restore starts in this database: it drops and re-creates the Sentry database,
-# which it cannot do while connected to it.
+# The restore starts in this database: it drops and re-creates the backup's databases,
+# which it cannot do while connected to them (this one it re-creates from template1).
 MAINTENANCE_DB = "postgres"
 BACKUP_NAME_PATTERN = r"sentry-[0-9]{8}T[0-9]{6}Z"
 BackupChoice = Annotated[
@@ -82,7 +82,7 @@ class PostgresRestoreProps(PostgresRestoreOptions):
 class PostgresRestore(Construct):
     """A Job that restores a backup from the backup volume into the running server.
 
-    It replaces the Sentry database (and the roles and filestore, see its props), so it is synthesized only on
+    It replaces the backup's databases (and the roles and filestore, see its props), so it is synthesized only on
     demand, into a chart of its own; see the restore runbook in docs/operations.md. The Job never
     retries (a failed restore wants a person), has no TTL (a finished Job stays, so
     re-applying the same manifest does not restore again), mounts the backups

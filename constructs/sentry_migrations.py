@@ -3,14 +3,14 @@
 Without Helm hooks, ordering comes from waiting, not from install phases:
 1. init `wait-for-postgres` and `wait-for-redis`: until both answer (`sentry upgrade`
    also sets up Redis-backed services);
-2. init `admin-bootstrap-check` (with create_admin): whether an earlier Job already
-   created the superuser, recorded in the database;
-3. init `migrate` (the Sentry image): `sentry upgrade --noinput`, then, only if step 2
-   said so, the superuser (constructs/scripts/sentry-migrate.sh);
-4. container `mark-migrated`: records the image's migrations as complete, and the admin
-   bootstrap as done; web, worker and cron wait for that record in their init containers.
-Init containers run in order and each must succeed, so the record is written only
-after every Sentry step succeeded.
+2. container `migrate` (the Sentry image, constructs/scripts/sentry-migrate.sh): under one
+   PostgreSQL advisory lock, held by one session for the whole sequence, `sentry upgrade
+   --noinput`, then (with create_admin, on the first successful run only) the superuser,
+   then the records web, worker and cron wait for in their init containers: the image's
+   migrations, and the admin bootstrap. So two Jobs (an older one still running or
+   retrying beside a new one) never migrate or bootstrap at once: the second waits for
+   the lock and finds the work done.
+The records are written only after every Sentry step succeeded, in one transaction.
 
 A Job's pod template is immutable, so the Job is named after its complete rendered
 pod template (`workload.name_by_frozen_fields`, when the chart is synthesized): any
@@ -30,10 +30,6 @@ from constructs.kube import bash_command, plain_env, seconds, secret_env
 from constructs.naming import Component
 from constructs.props import PodSettings, Resources, resources
 from constructs.sentry_runtime import SentryRuntime
-
-# The Job's scratch volume, where admin-bootstrap-check.sh leaves its decision.
-BOOTSTRAP_MOUNT = "/bootstrap"
-ADMIN_PENDING_FILE = f"{BOOTSTRAP_MOUNT}/admin-pending"
 
 
 @runtime_checkable
@@ -88,52 +84,33 @@ class SentryMigrations(Construct):
         super().__init__(scope, id)
         self.props = props
         comp, rt = props.component, props.runtime
-        bootstrap = kplus.VolumeMount(
-            path=BOOTSTRAP_MOUNT, volume=kplus.Volume.from_empty_dir(self, "bootstrap", "bootstrap")
-        )
-        pending = {"SENTRY_ADMIN_PENDING_FILE": ADMIN_PENDING_FILE}
         env = {
             **rt.env(),
-            **plain_env({"SENTRY_ADMIN_EMAIL": props.admin_email, **pending}),
+            **plain_env(
+                {
+                    "SENTRY_ADMIN_EMAIL": props.admin_email,
+                    "SENTRY_CREATE_ADMIN": "true" if props.create_admin else "false",
+                    "SENTRY_MIGRATION_VERSION": rt.migration_version,
+                }
+            ),
             "SENTRY_ADMIN_PASSWORD": secret_env(rt.props.secret, rt.props.secret_keys.admin_password),
         }
-        check = (
-            [rt.postgres_client(self, "admin-bootstrap-check", "admin-bootstrap-check", pending, [bootstrap])]
-            if props.create_admin
-            else []
-        )
         self.job = kplus.Job(
             self,
             "job",
-            **rt.pod_props(
-                self,
-                comp,
-                init_containers=[
-                    rt.wait_for_postgres(self),
-                    rt.wait_for_redis(),
-                    *check,
-                    rt.container(
-                        self,
-                        "migrate",
-                        bash_command("sentry-migrate"),
-                        props.resources,
-                        filestore=False,
-                        env=env,
-                        extra_mounts=[bootstrap],
-                        working_dir="/tmp",
-                    ),
-                ],
-            ),
+            **rt.pod_props(self, comp, init_containers=[rt.wait_for_postgres(self), rt.wait_for_redis()]),
             backoff_limit=props.backoff_limit,
             active_deadline=seconds(props.active_deadline_seconds),
             restart_policy=kplus.RestartPolicy.NEVER,
             containers=[
-                rt.postgres_client(
+                rt.container(
                     self,
-                    "mark-migrated",
-                    "mark-migrated",
-                    {"SENTRY_MIGRATION_VERSION": rt.migration_version, **pending},
-                    [bootstrap],
+                    "migrate",
+                    bash_command("sentry-migrate"),
+                    props.resources,
+                    filestore=False,
+                    env=env,
+                    working_dir="/tmp",
                 )
             ],
         )

@@ -34,7 +34,7 @@ import yaml
 from app.config import StackConfig
 from app.values import ConfigError, parse_config
 from tests.conftest import TEST_SECRETS, Dist, all_containers, find_container, manifest_env, pod_specs, synth
-from tests.servers import PostgresServer
+from tests.servers import PostgresServer, find_postgres_bin
 
 BACKUP_NAME = re.compile(r"^sentry-(\d{8}T\d{6}Z)$")
 S3_SECRETS = {**TEST_SECRETS, "s3-secret-access-key": "s3-test-secret-0c5e77"}
@@ -97,6 +97,7 @@ def test_backup_cronjob_is_hardened(dist: Dist) -> None:
     env = manifest_env(container)
     assert env["BACKUP_KEEP"] == "3" and env["BACKUP_COMPRESSION_LEVEL"] == "2" and env["BACKUP_JOBS"] == "2"
     assert env["BACKUP_ROLES"] == "auto"
+    assert env["BACKUP_DATABASES"] == "all", "the stack's own server is backed up whole"
     assert env["PGDATABASE"] == "sentry", "the backup dumps the Sentry database itself"
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert env["BACKUP_DIR"] == mounts["backups"]["mountPath"]
@@ -261,6 +262,13 @@ def visible(backup_dir: Path) -> list[str]:
     return sorted(p.name for p in backup_dir.iterdir() if p.name != ".backup.lock")
 
 
+def toc(dump: Path) -> str:
+    """What `pg_restore --list` says about a dump directory."""
+    return subprocess.run(
+        [str(find_postgres_bin() / "pg_restore"), "--list", str(dump)], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def new_server() -> PostgresServer:
     # Like the postgres image: the only superuser is `sentry`, with the Secret's password.
     return PostgresServer(superuser="sentry", password=TEST_SECRETS["postgres-password"], auth="md5").start()
@@ -326,6 +334,11 @@ ARCHIVE_DB = r"""
 CREATE TABLE documents (id serial PRIMARY KEY, title text);
 INSERT INTO documents (title) SELECT 'Dokument Nr. ' || i FROM generate_series(1, 200) AS i;
 """
+# The maintenance database may hold something too (the restore re-creates it from template1).
+POSTGRES_DB = r"""
+CREATE TABLE admin_notes (note text);
+INSERT INTO admin_notes VALUES ('kept in the postgres database');
+"""
 
 
 def fingerprint(server: PostgresServer) -> dict[str, object]:
@@ -367,6 +380,19 @@ def fingerprint(server: PostgresServer) -> dict[str, object]:
                 f"pg_get_userbyid((SELECT relowner FROM pg_class WHERE oid = '{label}'::regclass)) FROM {name} x;"
             )
     found["sentry"] = server.psql("\n".join(queries), database="sentry")
+    # The server's other databases: their owners and their rows.
+    found["others"] = server.psql(
+        "SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname NOT IN ('sentry', 'template0') "
+        "AND NOT datistemplate ORDER BY 1"
+    )
+    if "archive-ü" in found["others"]:
+        found["archive"] = server.psql(
+            "SELECT count(*), md5(string_agg(id || title, ',' ORDER BY id)), pg_get_userbyid(relowner) "
+            "FROM documents, pg_class WHERE relname = 'documents' GROUP BY relowner",
+            database="archive-ü",
+        )
+    has_notes = server.psql("SELECT to_regclass('public.admin_notes') IS NOT NULL") == "t"
+    found["postgres"] = server.psql("SELECT string_agg(note, ',') FROM admin_notes") if has_notes else None
     return found
 
 
@@ -377,6 +403,7 @@ def source() -> Iterator[PostgresServer]:
         server.psql(DATASET)
         server.psql(SENTRY_DB, database="sentry")
         server.psql(ARCHIVE_DB, database="archive-ü")
+        server.psql(POSTGRES_DB)
         server.psql("SELECT setval('sentry_events_id_seq', 90000)", database="sentry")
         yield server
     finally:
@@ -388,6 +415,8 @@ def source_fingerprint(source: PostgresServer) -> dict[str, object]:
     found = fingerprint(source)
     assert "Ünïcødé rôle" in found["roles"] and found["database"] == "sentry|sentry|UTF8"
     assert "public.sentry_events|5005|" in found["sentry"] and "owned_by_writer|1|" in found["sentry"]
+    assert found["archive"].startswith("200|") and "archive-ü|writer" in found["others"]
+    assert found["postgres"] == "kept in the postgres database"
     return found
 
 
@@ -423,12 +452,21 @@ def good_backup(
     assert before <= stamp <= dt.datetime.now(dt.UTC), "the name carries the UTC time of the backup"
     backup = backup_dir / name
     assert stat.S_IMODE(backup.stat().st_mode) == 0o700
-    assert {p.name for p in backup.iterdir()} == {"db", "db.rows", "roles.sql", "filestore.tar.gz", "MD5SUMS"}
+    assert {p.name for p in backup.iterdir()} == {
+        "db", "db.rows", "databases", "roles.sql", "filestore.tar.gz", "MD5SUMS"
+    }  # fmt: skip
     assert (backup / "db" / "toc.dat").is_file() and list((backup / "db").glob("*.dat.gz"))
-    assert f"wrote {backup} (" in result.stdout and "; 5 tables, 5010 rows, roles, filestore: " in result.stdout
+    # Every other database of the server but the templates, in name order, with its rows.
+    assert sorted(p.name for p in (backup / "databases").iterdir()) == ["1", "1.rows", "2", "2.rows"]
+    assert "dbname: archive-ü" in toc(backup / "databases" / "1") and "dbname: postgres" in toc(
+        backup / "databases" / "2"
+    )
+    assert (backup / "databases" / "1.rows").read_text().split("\t")[1] == "200\n"
+    assert "dumping database sentry and 2 more (archive-ü, postgres) of 127.0.0.1" in result.stdout
+    assert f"wrote {backup} (" in result.stdout
+    assert "; 3 databases, 7 tables, 5211 rows, roles, filestore: " in result.stdout
     roles = (backup / "roles.sql").read_text(encoding="utf-8")
     assert "CREATE ROLE reader;" in roles and "CREATE ROLE writer;" in roles, "roles are in the backup"
-    assert "archive-ü" not in roles and not (backup / "db" / "archive-ü").exists()
     with tarfile.open(backup / "filestore.tar.gz") as archive:
         names = archive.getnames()
     assert "./1/2/app.js.map" in names and not [n for n in names if "lost+found" in n]
@@ -463,8 +501,11 @@ def test_backup_restores_into_a_fresh_server_with_identical_contents(
     result = restore_script(dist, target, good_backup, restored_files).run(target.path())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "restoring database sentry with 2 jobs" in result.stdout
-    assert "checked: all 5 tables have the backup's row counts" in result.stdout
+    assert "restoring database archive-ü with 2 jobs" in result.stdout
+    assert "checked: all 7 tables have the backup's row counts" in result.stdout
+    # Every database came back, the second one with its 200 rows and its owner.
     assert fingerprint(target) == source_fingerprint
+    assert target.psql("SELECT count(*) FROM documents", database="archive-ü") == "200"
     # Password hashes came along: the restored roles log in with their old passwords.
     assert target.psql("SELECT count(*) FROM sentry_events", database="sentry", user="reader", password="reader-pw")
     # The filestore, byte for byte, without the volume's lost+found.
@@ -488,6 +529,8 @@ def test_restore_into_the_running_database_undoes_later_changes(
         database="sentry",
     )
     target.psql("ALTER ROLE reader PASSWORD 'other'; DROP ROLE \"Ünïcødé rôle\"; ALTER ROLE writer NOCREATEDB;")
+    target.psql("DELETE FROM documents WHERE id > 50; CREATE TABLE later (x int)", database="archive-ü")
+    target.psql("DELETE FROM admin_notes")
     (files / "1" / "2" / "app.js.map").write_text("changed")
     (files / "uploaded-later").write_text("new")
     assert fingerprint(target) != source_fingerprint
@@ -497,10 +540,12 @@ def test_restore_into_the_running_database_undoes_later_changes(
     # Existing roles cannot be created again: exactly these errors are allowed.
     assert 'ERROR:  role "sentry" already exists' in result.stdout
     assert 'ERROR:  role "reader" already exists' in result.stdout
-    assert fingerprint(target) == source_fingerprint
+    restored = fingerprint(target)
+    assert restored.pop("others") == "archive-ü|writer\nother|sentry\npostgres|sentry"
+    assert restored == {k: v for k, v in source_fingerprint.items() if k != "others"}
     assert target.psql("SELECT 1", database="sentry", user="reader", password="reader-pw") == "1"
     assert tree(files) == tree(filestore)
-    # Other databases are not the backup's business.
+    # A database the backup does not hold is left alone.
     assert target.psql("SELECT count(*) FROM pg_class WHERE relname = 'kept'", database="other") == "1"
 
 
@@ -530,14 +575,20 @@ def test_a_user_who_is_not_a_superuser_backs_up_the_database_without_roles(
         user="plain_owner",
         password="plain-pw",
     )
+    owner = {"PGUSER": "plain_owner", "PGPASSWORD": "plain-pw", "PGDATABASE": "plain_db"}
+    # The whole server (the in-cluster default) needs a superuser: refused, not cut short.
+    refused = backup_script(dist, source, tmp_path, **owner).run(source.path())
+    assert refused.returncode != 0 and "plain_owner is not a superuser and cannot read every database" in refused.stderr
+    assert visible(tmp_path) == []
+    # One database (what an external server's manifests say): its owner can.
     backup_dir = tmp_path / "backups"
     backup_dir.mkdir()
-    script = backup_script(dist, source, backup_dir, PGUSER="plain_owner", PGPASSWORD="plain-pw", PGDATABASE="plain_db")
+    script = backup_script(dist, source, backup_dir, **owner, BACKUP_DATABASES="one")
     result = script.run(source.path())
     assert result.returncode == 0, result.stderr
-    assert "roles: no" in result.stdout
+    assert "roles: no" in result.stdout and "dumping database plain_db of" in result.stdout
     (name,) = backups(backup_dir)
-    assert not (backup_dir / name / "roles.sql").exists()
+    assert not (backup_dir / name / "roles.sql").exists() and not (backup_dir / name / "databases").exists()
     assert (backup_dir / name / "db.rows").read_text().split("\t")[1] == "10\n"
     # Asked to dump roles anyway, it fails rather than silently leaving them out.
     other_dir = tmp_path / "other"
@@ -546,9 +597,8 @@ def test_a_user_who_is_not_a_superuser_backs_up_the_database_without_roles(
         dist,
         source,
         other_dir,
-        PGUSER="plain_owner",
-        PGPASSWORD="plain-pw",
-        PGDATABASE="plain_db",
+        **owner,
+        BACKUP_DATABASES="one",
         BACKUP_ROLES="yes",
     ).run(source.path())
     assert refused.returncode != 0 and "pg_dumpall --globals-only exited" in refused.stderr
@@ -836,7 +886,9 @@ def test_a_volume_that_fills_up_during_the_dump_leaves_nothing_behind(
     result = backup_script(dist, source, volume).run(source.path())
     assert result.returncode != 0
     assert "No space left on device" in result.stderr
-    assert re.search(r"pg_dump exited \d+ \(\d+ MiB free on .*; the database is \d+ MiB", result.stderr)
+    assert re.search(
+        r"pg_dump exited \d+ on database sentry \(\d+ MiB free on .*; the database is \d+ MiB", result.stderr
+    )
     assert visible(volume) == []
 
 
@@ -904,7 +956,7 @@ def test_the_post_restore_check_catches_a_table_that_differs_from_the_backup(
     result = restore_script(dist, target, backup_dir).run(target.path())
     assert result.returncode != 0
     assert f" rows, the backup has {int(rows) + 1}" in result.stderr
-    assert "the restored database differs from the backup" in result.stderr
+    assert "the restored database sentry differs from the backup" in result.stderr
 
 
 def test_restore_refuses_while_other_clients_are_connected(
@@ -965,7 +1017,7 @@ def test_restore_stops_when_pg_restore_fails(dist: Dist, good_backup: Path, targ
     result = restore_script(dist, target, good_backup, RESTORE_ROLES="no").run(target.path())
     assert result.returncode != 0
     assert 'role "writer" does not exist' in result.stderr
-    assert "restore: FAILED: pg_restore exited 1; the server may be partly restored" in result.stderr
+    assert "restore: FAILED: pg_restore exited 1 on database sentry; the server may be partly restored" in result.stderr
     assert "checked:" not in result.stdout and "done in" not in result.stdout
 
 

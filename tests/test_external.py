@@ -174,7 +174,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postg
     shutil.rmtree(server_dir, ignore_errors=True)
 
 
-def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path) -> subprocess.CompletedProcess:
     (job,) = dist.of_kind("Job")
     container = find_container(job, name)
     env = manifest_env(
@@ -183,7 +183,6 @@ def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path, tmp_path:
         PGPORT=str(server.port),
         PATH=server.path(),
         PGSSLROOTCERT=str(ca),
-        SENTRY_ADMIN_PENDING_FILE=str(tmp_path / "pending"),
         WAIT_TIMEOUT_SECONDS="2",
         WAIT_INTERVAL_SECONDS="1",
     )
@@ -191,13 +190,24 @@ def _run_step(dist: Dist, name: str, server: PostgresServer, ca: Path, tmp_path:
     return subprocess.run(container["command"], env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
+def _migrate(dist: Dist, server: PostgresServer, ca: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The migrate container's script (its lock session is Sentry's psycopg2 over libpq),
+    with a stand-in `sentry`; the libpq TLS settings come from the manifest."""
+    from tests.test_migration_script import MigrationJob
+
+    job = MigrationJob(dist, server, tmp_path, PGSSLROOTCERT=str(ca))
+    assert job.env["PGSSLMODE"] == "verify-full"
+    return job.run().result
+
+
 def test_clients_connect_with_verify_full_to_a_server_signed_by_the_ca(
     external: Dist, tls_server: tuple[PostgresServer, Path], tmp_path: Path
 ) -> None:
     server, certs = tls_server
-    for step in ("wait-for-postgres", "admin-bootstrap-check", "mark-migrated"):
-        result = _run_step(external, step, server, certs / "ca.crt", tmp_path)
-        assert result.returncode == 0, f"{step}: {result.stdout}{result.stderr}"
+    result = _run_step(external, "wait-for-postgres", server, certs / "ca.crt")
+    assert result.returncode == 0, f"wait-for-postgres: {result.stdout}{result.stderr}"
+    result = _migrate(external, server, certs / "ca.crt", tmp_path)
+    assert result.returncode == 0, f"migrate: {result.stdout}{result.stderr}"
     # (That TLS is really in use shows in the next test: another CA makes them fail.)
 
 
@@ -212,7 +222,7 @@ def test_clients_refuse_a_server_their_ca_did_not_sign(
          "-keyout", "other.key", "-out", "other.crt"],
         cwd=other, check=True, capture_output=True,
     )  # fmt: skip
-    result = _run_step(external, "admin-bootstrap-check", server, other / "other.crt", tmp_path)
+    result = _migrate(external, server, other / "other.crt", tmp_path / "run")
     assert result.returncode != 0
     assert "certificate verify failed" in result.stderr
 
@@ -279,11 +289,14 @@ def test_a_managed_database_is_backed_up_and_restored_by_its_non_superuser_owner
     (made,) = [p for p in tmp_path.iterdir() if p.name.startswith("sentry-")]
     assert not (made / "roles.sql").exists()
 
-    # Later changes, then the restore Job's script, as the same owner.
+    # Later changes (a later migration, run by Sentry as the owner), then the restore Job's
+    # script, as the same owner.
     server.psql(
         "DELETE FROM sentry_project WHERE id > 100; INSERT INTO nodestore_node VALUES ('x', 'y');"
         "CREATE TABLE added_by_a_later_migration (x int)",
         database="sentry",
+        user="sentry_owner",
+        password=TEST_SECRETS["postgres-password"],
     )
     assert _contents(server) != before
     restore = Script.of(dist.get("Job", "sentry-restore"), "restore", **where, BACKUP_DIR=str(tmp_path))
@@ -293,3 +306,165 @@ def test_a_managed_database_is_backed_up_and_restored_by_its_non_superuser_owner
     assert _contents(server) == before
     tables = server.psql("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_stat_user_tables", database="sentry")
     assert "added_by_a_later_migration" not in tables
+
+
+# --- a managed database's plain owner: no superuser, no CREATEDB ------------------------------
+# `pg_restore --create --clean` would drop its database and then fail to create it again
+# ("permission denied to create database"): the restore works in place, in one
+# transaction, and checks beforehand that it may drop everything there.
+
+OWNER_PASSWORD = TEST_SECRETS["postgres-password"]
+
+
+@pytest.fixture
+def owner_server() -> Iterator[PostgresServer]:
+    # As Terraform provisions one: an administrator creates the owner role (LOGIN only) and
+    # its database, and an extension Sentry uses (which the owner could not create itself).
+    with PostgresServer(superuser="admin", password="admin-secret-5fd1") as server:
+        server.psql(f"CREATE ROLE sentry_owner LOGIN NOCREATEDB PASSWORD '{OWNER_PASSWORD}'")
+        server.psql("CREATE DATABASE sentry OWNER sentry_owner")
+        server.psql("CREATE EXTENSION citext", database="sentry")
+        _as_owner(
+            server,
+            "CREATE TABLE sentry_project (id bigserial PRIMARY KEY, slug citext UNIQUE NOT NULL);"
+            "INSERT INTO sentry_project (slug) SELECT 'P' || g FROM generate_series(1, 300) g;"
+            "CREATE VIEW project_slugs AS SELECT slug FROM sentry_project;"
+            "CREATE FUNCTION project_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM sentry_project';"
+            "CREATE TYPE level AS ENUM ('debug', 'error');"
+            "CREATE SCHEMA audit; CREATE TABLE audit.events (id int, lvl level);"
+            "INSERT INTO audit.events SELECT g, 'error' FROM generate_series(1, 40) g;",
+        )
+        yield server
+
+
+def _as_owner(server: PostgresServer, sql: str) -> str:
+    return server.psql(sql, database="sentry", user="sentry_owner", password=OWNER_PASSWORD)
+
+
+def _owner_state(server: PostgresServer) -> str:
+    """The database's owner, extensions, schema objects with their owners, and rows."""
+    return server.psql(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'sentry';"
+        "SELECT string_agg(extname || ':' || pg_get_userbyid(extowner), ',' ORDER BY extname) FROM pg_extension;"
+        "SELECT string_agg(format('%s %I.%I:%s', c.relkind, n.nspname, c.relname, pg_get_userbyid(c.relowner)), ','"
+        " ORDER BY n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema';"
+        "SELECT string_agg(p.oid::regprocedure::text, ',') FROM pg_proc p"
+        " WHERE p.pronamespace = 'public'::regnamespace"
+        " AND p.oid NOT IN (SELECT objid FROM pg_depend WHERE deptype = 'e');"
+        "SELECT string_agg(nspname, ',' ORDER BY 1) FROM pg_namespace WHERE nspname !~ '^pg_';"
+        "SELECT count(*), md5(string_agg(p::text, ',' ORDER BY id)) FROM sentry_project p;"
+        "SELECT count(*) FROM audit.events WHERE lvl = 'error';"
+        "SELECT last_value FROM sentry_project_id_seq;",
+        database="sentry",
+    )
+
+
+def _managed_scripts(dist: Dist, server: PostgresServer, backup_dir: Path, **restore_env: str):
+    from tests.test_backup import Script
+
+    where = {"PGHOST": "127.0.0.1", "PGPORT": str(server.port), "BACKUP_DIR": str(backup_dir)}
+    backup = Script.of(dist.get("CronJob", "sentry-backup"), "backup", **where, BACKUP_FILESTORE_DIR="")
+    restore = Script.of(dist.get("Job", "sentry-restore"), "restore", **where, RESTORE_FILESTORE_DIR="", **restore_env)
+    return backup, restore
+
+
+def test_an_owner_without_createdb_restores_its_database_in_place(
+    managed: tuple[Dist, PostgresServer], owner_server: PostgresServer, tmp_path: Path
+) -> None:
+    server = owner_server
+    backup, restore = _managed_scripts(managed[0], server, tmp_path)
+    # An external server: only Sentry's database, by its owner.
+    assert backup.env["BACKUP_DATABASES"] == "one" and restore.env["PGUSER"] == "sentry_owner"
+    before = _owner_state(server)
+    taken = backup.run(server.path())
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+
+    # Later: rows changed, a later migration's table, schema and function, a sequence moved.
+    _as_owner(
+        server,
+        "DELETE FROM sentry_project WHERE id > 100; UPDATE audit.events SET lvl = 'debug' WHERE id < 10;"
+        "CREATE TABLE added_later (x int); CREATE SCHEMA later; CREATE TABLE later.t (y int);"
+        "CREATE FUNCTION added_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+        "SELECT setval('sentry_project_id_seq', 5);",
+    )
+    assert _owner_state(server) != before
+
+    result = restore.run(server.path())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "restoring database sentry in place, in one transaction (sentry_owner is not a superuser)" in result.stdout
+    assert "checked: all 2 tables have the backup's row counts" in result.stdout
+    # Exactly the backup again: the later objects are gone, the database is still the owner's,
+    # the administrator's extension is untouched.
+    assert _owner_state(server) == before
+    assert "citext:admin" in before and "sentry_owner\n" in before
+
+
+def _refused(result, server: PostgresServer, before: str, message: str) -> None:
+    assert result.returncode != 0
+    assert message in result.stderr and "nothing was changed" in result.stderr, result.stderr
+    assert _owner_state(server) == before, "the data is still there"
+
+
+@pytest.mark.parametrize("lack", ["not the owner", "another role's table", "no database, no CREATEDB", "extension"])
+def test_a_restore_that_lacks_a_privilege_is_refused_before_anything_is_dropped(
+    managed: tuple[Dist, PostgresServer], owner_server: PostgresServer, tmp_path: Path, lack: str
+) -> None:
+    server = owner_server
+    backup, restore = _managed_scripts(managed[0], server, tmp_path)
+    assert backup.run(server.path()).returncode == 0
+    _as_owner(server, "CREATE TABLE added_later (x int)")  # something a restore would remove
+    if lack == "not the owner":
+        # Another login that may connect, as every role may by default.
+        server.psql("CREATE ROLE intruder LOGIN PASSWORD 'intruder-pw'")
+        _, restore = _managed_scripts(managed[0], server, tmp_path, PGUSER="intruder", PGPASSWORD="intruder-pw")
+        message = "intruder is not a superuser and does not own database sentry (its owner is sentry_owner)"
+    elif lack == "another role's table":
+        server.psql("CREATE TABLE public.admin_table (x int)", database="sentry")
+        message = "but sentry_owner may not drop:\n  table public.admin_table belongs to admin"
+    elif lack == "no database, no CREATEDB":
+        server.psql("ALTER DATABASE sentry RENAME TO sentry_kept")
+        message = "database sentry does not exist, and sentry_owner may not create databases (CREATEDB)"
+    else:
+        server.psql("DROP EXTENSION citext CASCADE", database="sentry")
+        message = "database sentry lacks the extension(s) citext of the backup"
+    if lack == "no database, no CREATEDB":
+        before = server.psql("SELECT count(*) FROM added_later", database="sentry_kept")
+        result = restore.run(server.path())
+        assert result.returncode != 0 and message in result.stderr and "nothing was changed" in result.stderr
+        assert server.psql("SELECT count(*) FROM added_later", database="sentry_kept") == before
+        assert server.psql("SELECT count(*) FROM pg_database WHERE datname = 'sentry'") == "0"
+        return
+    before = _owner_state(server)
+    _refused(restore.run(server.path()), server, before, message)
+
+
+# Where pg_restore's SQL is cut: after the schema (complete statements, which psql would
+# commit at the end of its input), or in the middle of a table's rows.
+CUTS = {"between statements": "sed '/^COPY /,$d'", "in a table's rows": "awk '/^COPY /{c=1} c&&++n>3{exit} {print}'"}
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+def test_an_in_place_restore_that_fails_halfway_is_rolled_back(
+    managed: tuple[Dist, PostgresServer], owner_server: PostgresServer, tmp_path: Path, cut: str
+) -> None:
+    # pg_restore dies halfway through its output, after the drops have run: the
+    # transaction must roll back, not commit a part.
+    from tests.test_backup import shim
+
+    server = owner_server
+    backup, restore = _managed_scripts(managed[0], server, tmp_path / "backups")
+    (tmp_path / "backups").mkdir()
+    assert backup.run(server.path()).returncode == 0
+    _as_owner(server, "DELETE FROM sentry_project WHERE id > 200; CREATE TABLE added_later (x int)")
+    before = _owner_state(server)
+    real = server.bin_dir / "pg_restore"
+    path = shim(
+        tmp_path,
+        "pg_restore",
+        f'if [[ " $* " == *" --file=- "* ]]; then "{real}" "$@" | {CUTS[cut]}; exit 1; fi\nexec "{real}" "$@"\n',
+    )
+    result = restore.run(f"{path}:{server.path()}")
+    assert result.returncode != 0
+    assert "restoring database sentry in place failed and was rolled back: it is as it was" in result.stderr
+    assert _owner_state(server) == before

@@ -315,3 +315,21 @@ def test_the_user_app_passes_checkov(user_app_output: list[dict], tmp_path: Path
 
     (tmp_path / "app.yaml").write_text(yaml.safe_dump_all(user_app_output), encoding="utf-8")
     assert failed_checks(run_checkov(tmp_path)) == []
+
+
+def test_hardening_takes_a_token_away_even_from_a_pod_that_asked_for_one() -> None:
+    from constructs.naming import Component
+    from constructs.workload import finish
+
+    chart = _chart()
+    deployment = kplus.Deployment(
+        chart,
+        "raw",
+        automount_service_account_token=True,
+        containers=[kplus.ContainerProps(image="busybox:1.36", resources=kplus.ContainerResources())],
+    )
+    finish(deployment, Component(release="demo", app="raw", component="raw"), pods=PodSettings(), service_account=None)
+    (obj,) = chart.to_json()
+    spec = obj["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False

@@ -21,7 +21,7 @@ from tests.conftest import Dist, all_containers
 # The image-specific programs a script may call by name; the rest (sh, cat, mkdir, ...) is in
 # every image's base system.
 IMAGE_PROGRAMS = re.compile(
-    r"(?<![\w./-])(pg_isready|psql|pg_dump|pg_dumpall|pg_restore|redis-cli|redis-server|sentry)(?![\w.-])"
+    r"(?<![\w./-])(pg_isready|psql|pg_dump|pg_dumpall|pg_restore|vacuumdb|redis-cli|redis-server|sentry|python)(?![\w.-])"
 )
 
 

@@ -114,41 +114,30 @@ def _job(dist: Dist) -> dict:
     return job
 
 
-def test_migration_job_runs_upgrade_and_superuser_before_marking(default_dist: Dist) -> None:
+def test_migration_job_runs_upgrade_superuser_and_records_in_one_locked_step(default_dist: Dist) -> None:
     job = _job(default_dist)
     (spec,) = pod_specs(job)
-    assert [c["name"] for c in spec["initContainers"]] == [
-        "wait-for-postgres",
-        "wait-for-redis",
-        "admin-bootstrap-check",
-        "migrate",
-    ]
-    assert [c["name"] for c in spec["containers"]] == ["mark-migrated"]
+    assert [c["name"] for c in spec["initContainers"]] == ["wait-for-postgres", "wait-for-redis"]
+    # One container, so that one database session holds the advisory lock from `sentry
+    # upgrade` to the records (tests/test_migration_script.py runs it).
+    (migrate,) = spec["containers"]
+    assert migrate["name"] == "migrate" and migrate["image"] == "sentry:9.1.2"
     assert spec["restartPolicy"] == "Never"
-    migrate = spec["initContainers"][3]
-    # The check's decision reaches the migrate and mark steps through one shared file.
-    pending = {
-        c["name"]: next(e["value"] for e in c["env"] if e["name"] == "SENTRY_ADMIN_PENDING_FILE")
-        for c in [spec["initContainers"][2], migrate, spec["containers"][0]]
-    }
-    assert len(set(pending.values())) == 1
-    (path,) = set(pending.values())
-    for container in [spec["initContainers"][2], migrate, spec["containers"][0]]:
-        assert any(path.startswith(m["mountPath"] + "/") for m in container["volumeMounts"]), container["name"]
     script = migrate["command"][-1]
-    assert "sentry upgrade --noinput" in script and "sentry createuser" in script
+    assert "pg_try_advisory_lock" in script and '"upgrade", "--noinput"' in script and '"createuser"' in script
     _, _, _, memory_limit = _resources(migrate)
     assert memory_limit >= 3200 * MI
     env = {e["name"]: e for e in migrate["env"]}
     assert env["SENTRY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "admin-password"
     assert env["SENTRY_ADMIN_EMAIL"]["value"] == "admin@example.com"
+    assert env["SENTRY_CREATE_ADMIN"]["value"] == "true"
+    assert env["SENTRY_MIGRATION_VERSION"]["value"] == migrate["image"]
 
 
 def test_without_create_admin_the_job_never_creates_a_superuser(tmp_path: Path) -> None:
     _, dist = synth(tmp_path, "sentry:\n  create_admin: false\n")
-    (spec,) = pod_specs(_job(dist))
-    names = [c["name"] for c in spec["initContainers"]]
-    assert "admin-bootstrap-check" not in names and "migrate" in names
+    migrate = find_container(_job(dist), "migrate")
+    assert {"name": "SENTRY_CREATE_ADMIN", "value": "false"} in migrate["env"]
 
 
 def test_migration_job_waits_for_redis_with_the_secret_password(default_dist: Dist) -> None:
@@ -200,8 +189,8 @@ def test_migration_job_name_is_stable_and_follows_the_image(tmp_path: Path, defa
     _, upgraded = synth(tmp_path, "sentry:\n  image: sentry:9.1.3\n", outdir=tmp_path / "upgraded")
     job = _job(upgraded)
     assert job["metadata"]["name"] != name
-    mark = find_container(job, "mark-migrated")
-    assert {"name": "SENTRY_MIGRATION_VERSION", "value": "sentry:9.1.3"} in mark["env"]
+    migrate = find_container(job, "migrate")
+    assert {"name": "SENTRY_MIGRATION_VERSION", "value": "sentry:9.1.3"} in migrate["env"]
 
 
 def test_config_checksum_on_every_sentry_pod_is_the_configmaps(default_dist: Dist) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -74,13 +75,15 @@ def test_wait_for_postgres_gives_up_after_its_timeout(default_dist: Dist, server
 
 
 def test_wait_for_migrations_blocks_until_the_job_marks_this_version(
-    default_dist: Dist, server: PostgresServer
+    default_dist: Dist, server: PostgresServer, tmp_path: Path
 ) -> None:
+    from tests.test_migration_script import MigrationJob
+
     server.start()
     server.psql("CREATE DATABASE sentry")
     wait = _web_init(default_dist, "wait-for-migrations")
-    (job,) = default_dist.of_kind("Job")
-    mark = find_container(job, "mark-migrated")
+    # The Job's own script writes the record (with a stand-in `sentry`).
+    job = MigrationJob(default_dist, server, tmp_path)
     target = {"PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PATH": server.path()}
 
     proc = _start(wait, manifest_env(wait, **target, WAIT_INTERVAL_SECONDS="1"))
@@ -88,14 +91,12 @@ def test_wait_for_migrations_blocks_until_the_job_marks_this_version(
         assert _wait_exit(proc, 3) is None, "no marker table yet: must keep waiting"
 
         # A marker for another image (e.g. the previous version) does not release the wait.
-        other = manifest_env(mark, **target, SENTRY_MIGRATION_VERSION="sentry:9.0.0")
-        subprocess.run(mark["command"], env=other, check=True, capture_output=True, timeout=20)
+        other = job.run("other", SENTRY_MIGRATION_VERSION="sentry:9.0.0")
+        assert other.result.returncode == 0, other.output
         assert _wait_exit(proc, 3) is None, "a marker for another version must not count"
 
-        done = subprocess.run(
-            mark["command"], env=manifest_env(mark, **target), capture_output=True, text=True, timeout=20, check=False
-        )
-        assert done.returncode == 0, done.stderr
+        done = job.run("done")
+        assert done.result.returncode == 0, done.output
         assert _wait_exit(proc, 10) == 0
         output = proc.stdout.read() if proc.stdout else ""
         assert "migrations for sentry:9.1.2 are complete" in output
@@ -103,7 +104,7 @@ def test_wait_for_migrations_blocks_until_the_job_marks_this_version(
         proc.kill()
 
     # Idempotent: marking again (a re-run Job) succeeds and keeps one row per version.
-    subprocess.run(mark["command"], env=manifest_env(mark, **target), check=True, capture_output=True, timeout=20)
+    assert job.run("again").result.returncode == 0
     rows = server.psql("SELECT version FROM k8s_sentry_migrations ORDER BY version", database="sentry")
     assert rows.split() == ["sentry:9.0.0", "sentry:9.1.2"]
 

@@ -923,7 +923,7 @@ RESOURCE_SOURCES = {
     "offsite": "postgres.backup.offsite.resources",
     "restore": "postgres.backup.restore.resources",
 }
-HELPERS = {"wait-for-postgres", "wait-for-redis", "wait-for-migrations", "admin-bootstrap-check", "mark-migrated"}
+HELPERS = {"wait-for-postgres", "wait-for-redis", "wait-for-migrations"}
 
 
 def _amounts(resources: dict) -> tuple[int, int, int, int]:

@@ -1,14 +1,20 @@
-# Back up the Sentry database (PGDATABASE), the roles (when allowed) and, optionally,
-# the Sentry filestore into one verified directory in BACKUP_DIR, then keep the
-# newest BACKUP_KEEP.
+# Back up the Sentry database (PGDATABASE) and, with BACKUP_DATABASES=all, every other
+# database of the server, the roles (when allowed) and, optionally, the Sentry filestore
+# into one verified directory in BACKUP_DIR, then keep the newest BACKUP_KEEP.
 #
 # A backup is the directory sentry-YYYYMMDDTHHMMSSZ (UTC) holding:
-#   db/               pg_dump's directory format: toc.dat and one zlib-compressed
-#                     file per table, written by BACKUP_JOBS workers in parallel and
-#                     restorable in parallel (pg_restore -j);
+#   db/               the Sentry database in pg_dump's directory format: toc.dat and
+#                     one zlib-compressed file per table, written by BACKUP_JOBS workers
+#                     in parallel and restorable in parallel (pg_restore -j);
+#   db.rows           each of its tables' row count, as counted in the verification;
+#   databases/N/, databases/N.rows
+#                     the same for each other database (BACKUP_DATABASES=all), N = 1, 2,
+#                     ... in name order; its name is in its table of contents. What
+#                     pg_dumpall would hold, but dumped in parallel: every database
+#                     that accepts connections and is not a template (template0 and
+#                     template1 are the server's own);
 #   roles.sql         pg_dumpall --globals-only (absent when roles are not dumped);
 #   filestore.tar.gz  the filestore (absent without BACKUP_FILESTORE_DIR);
-#   db.rows           each table's row count, as counted in the verification;
 #   MD5SUMS           a checksum of every other file, written last.
 #
 # Why a backup can be trusted: it only gets its final name after pg_dump and pg_dumpall
@@ -36,7 +42,9 @@
 # needed, instead of filling the volume.
 #
 # Environment: the libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE),
-# BACKUP_DIR, BACKUP_KEEP (>= 1), BACKUP_COMPRESSION_LEVEL (zlib 1-9), BACKUP_JOBS
+# BACKUP_DATABASES (all: every database, which needs a superuser, the stack's own server;
+# one: PGDATABASE only, a managed server, whose owner role may not read the others and
+# whose other databases are not the stack's), BACKUP_DIR, BACKUP_KEEP (>= 1), BACKUP_COMPRESSION_LEVEL (zlib 1-9), BACKUP_JOBS
 # (parallel pg_dump workers), BACKUP_ROLES (auto: only when PGUSER is a superuser,
 # as a managed PostgreSQL's user is not; yes; no), BACKUP_FILESTORE_DIR (empty: no
 # filestore), BACKUP_LOCK_WAIT_SECONDS, BACKUP_LOCK_WAIT_TIMEOUT_MS (how long pg_dump
@@ -55,6 +63,7 @@ keep="${BACKUP_KEEP:-7}"
 level="${BACKUP_COMPRESSION_LEVEL:-2}"
 workers="${BACKUP_JOBS:-2}"
 roles="${BACKUP_ROLES:-auto}"
+scope="${BACKUP_DATABASES:-one}"
 filestore="${BACKUP_FILESTORE_DIR:-}"
 lock_wait_s="${BACKUP_LOCK_WAIT_SECONDS:-3600}"
 lock_wait_ms="${BACKUP_LOCK_WAIT_TIMEOUT_MS:-600000}"
@@ -63,6 +72,7 @@ usage() { echo "backup: $*" >&2; exit 2; }
 [[ $level =~ ^[1-9]$ ]] || usage "BACKUP_COMPRESSION_LEVEL must be 1-9, not '$level'"
 [[ $workers =~ ^[1-9][0-9]*$ ]] || usage "BACKUP_JOBS must be a whole number >= 1, not '$workers'"
 [[ $roles =~ ^(auto|yes|no)$ ]] || usage "BACKUP_ROLES must be auto, yes or no, not '$roles'"
+[[ $scope =~ ^(all|one)$ ]] || usage "BACKUP_DATABASES must be all or one, not '$scope'"
 [[ $lock_wait_s =~ ^[0-9]+$ ]] || usage "BACKUP_LOCK_WAIT_SECONDS must be a number"
 [[ $lock_wait_ms =~ ^[0-9]+$ ]] || usage "BACKUP_LOCK_WAIT_TIMEOUT_MS must be a number"
 [[ -z $filestore || -d $filestore ]] || usage "BACKUP_FILESTORE_DIR $filestore is not a directory"
@@ -86,6 +96,11 @@ fail() {
   exit 1
 }
 mib() { echo "$((($1 + 1048575) / 1048576)) MiB"; }
+describe_databases() {
+  local others=$((${#names[@]} - 1))
+  printf 'database %s' "$database"
+  ((others == 0)) || printf ' and %d more (%s)' "$others" "$(printf '%s, ' "${names[@]:1}" | sed 's/, $//')"
+}
 # df's KiB times 1024 in bash: mawk prints large products in exponent notation.
 free_bytes() { echo $(($(df -Pk "$dir" | awk 'NR == 2 { print $4 }') * 1024)); }
 
@@ -134,7 +149,28 @@ case $roles in
   no) with_roles=0 ;;
   auto) [[ $superuser == t ]] && with_roles=1 || with_roles=0 ;;
 esac
-echo "backup: dumping database $database of ${PGHOST:-localhost}:${PGPORT:-5432} as ${PGUSER:-?}" \
+# The databases and where each goes: Sentry's first, in db/.
+names=("$database")
+dumps=(db)
+if [[ $scope == all ]]; then
+  [[ $superuser == t ]] ||
+    fail "BACKUP_DATABASES is all, but ${PGUSER:-?} is not a superuser and cannot read every database"
+  # NUL-separated: a database name may hold any character but NUL. (psql 15 ends the last
+  # name with a NUL as well, 9.6 with a newline: that one is cut.)
+  psql -X -A -t -q -0 --no-password -c "SELECT datname FROM pg_catalog.pg_database
+    WHERE datallowconn AND NOT datistemplate AND datname <> pg_catalog.current_database() ORDER BY datname" \
+    >"$work/databases" || fail "cannot list the databases of ${PGHOST:-localhost}:${PGPORT:-5432}"
+  readarray -d '' others <"$work/databases"
+  if ((${#others[@]} > 0)); then
+    others[-1]="${others[-1]%$'\n'}"
+    mkdir "$partial/databases"
+  fi
+  for i in "${!others[@]}"; do
+    names+=("${others[i]}")
+    dumps+=("databases/$((i + 1))")
+  done
+fi
+echo "backup: dumping $(describe_databases) of ${PGHOST:-localhost}:${PGPORT:-5432} as ${PGUSER:-?}" \
   "($workers jobs, zlib $level; roles: $([[ $with_roles == 1 ]] && echo yes || echo no); filestore: ${filestore:-no})"
 started=$SECONDS
 
@@ -156,17 +192,22 @@ fi
 
 # --no-password: fail rather than prompt. --lock-wait-timeout: fail instead of queueing
 # behind a long-held exclusive lock (e.g. a migration) until the deadline. In the
-# background, so that `wait` returns at once on SIGTERM.
+# background, so that `wait` returns at once on SIGTERM. One database after the other,
+# each with all the workers. The name goes in PGDATABASE, which libpq never reads as a
+# connection string (a --dbname could be one).
 # (9>&-: the lock belongs to this script, not to children that might outlive it.)
-pg_dump --format=directory --jobs="$workers" --compress="$level" --file="$partial/db" \
-  --no-password --lock-wait-timeout="$lock_wait_ms" 9>&- &
-status=0
-wait "$!" || status=$?
-if ((status != 0)); then
-  free=$(free_bytes)
-  size="$(psql -X -A -t -q --no-password -c "SELECT pg_catalog.pg_database_size(pg_catalog.current_database())" 2>/dev/null || echo 0)"
-  fail "pg_dump exited $status ($(mib "$free") free on $dir; the database is $(mib "${size:-0}") uncompressed, the newest backup $([[ -n ${last_bytes:-} ]] && mib "$last_bytes" || echo none))"
-fi
+for i in "${!dumps[@]}"; do
+  PGDATABASE="${names[i]}" pg_dump --format=directory --jobs="$workers" --compress="$level" \
+    --file="$partial/${dumps[i]}" --no-password --lock-wait-timeout="$lock_wait_ms" 9>&- &
+  status=0
+  wait "$!" || status=$?
+  if ((status != 0)); then
+    free=$(free_bytes)
+    size="$(PGDATABASE="${names[i]}" psql -X -A -t -q --no-password \
+      -c "SELECT pg_catalog.pg_database_size(pg_catalog.current_database())" 2>/dev/null || echo 0)"
+    fail "pg_dump exited $status on database ${names[i]} ($(mib "$free") free on $dir; the database is $(mib "${size:-0}") uncompressed, the newest backup $([[ -n ${last_bytes:-} ]] && mib "$last_bytes" || echo none))"
+  fi
+done
 if [[ -n $filestore ]]; then
   wait "$tar_job" || fail "writing the filestore archive failed (gzip exited $?)"
   case "$(cat "$work/tar.status")" in
@@ -179,37 +220,41 @@ echo "backup: dump took $((SECONDS - started))s, verifying"
 verify_started=$SECONDS
 
 # --- verify: read everything back -----------------------------------------------------
-pg_restore --list "$partial/db" >"$work/toc" || fail "pg_restore cannot read the table of contents of $partial/db"
-sed -n -E 's/^([0-9]+); [0-9]+ [0-9]+ TABLE DATA .*/\1/p' "$work/toc" >"$work/ids"
-mkdir "$work/rows"
 # One worker per data file, at most $workers at a time. A worker writes its row count
 # only if the whole pipeline succeeded: gzip's CRC and length check AND the
 # end-of-data marker (pipefail makes a bad CRC fail the pipeline even though the
 # decompressed text looks complete).
 verify_data() {
   local rows
-  if rows="$(gzip -dc -- "$partial/db/$1.dat.gz" |
+  if rows="$(gzip -dc -- "$2/$1.dat.gz" |
     awk '{ l3 = l2; l2 = l1; l1 = $0 } END { if (NR < 3 || l3 != "\\." || l2 != "" || l1 != "") exit 1; print NR - 3 }')"; then
     echo "$rows" >"$work/rows/$1"
   else
-    echo "backup: $partial/db/$1.dat.gz is damaged or incomplete" >&2
+    echo "backup: $2/$1.dat.gz is damaged or incomplete" >&2
   fi
 }
-while read -r id; do
-  while (($(jobs -p -r | wc -l) >= workers)); do wait -n || true; done
-  verify_data "$id" &
-done <"$work/ids"
-wait
 tables=0
 rows=0
-: >"$partial/db.rows"
-while read -r id; do
-  [[ -f $work/rows/$id ]] || fail "verification: table data $id of $partial/db is damaged or incomplete"
-  n="$(cat "$work/rows/$id")"
-  printf '%s\t%s\n' "$id" "$n" >>"$partial/db.rows"
-  tables=$((tables + 1))
-  rows=$((rows + n))
-done <"$work/ids"
+for dump in "${dumps[@]}"; do
+  pg_restore --list "$partial/$dump" >"$work/toc" ||
+    fail "pg_restore cannot read the table of contents of $partial/$dump"
+  sed -n -E 's/^([0-9]+); [0-9]+ [0-9]+ TABLE DATA .*/\1/p' "$work/toc" >"$work/ids"
+  rm -rf "$work/rows"
+  mkdir "$work/rows"
+  while read -r id; do
+    while (($(jobs -p -r | wc -l) >= workers)); do wait -n || true; done
+    verify_data "$id" "$partial/$dump" &
+  done <"$work/ids"
+  wait
+  : >"$partial/$dump.rows"
+  while read -r id; do
+    [[ -f $work/rows/$id ]] || fail "verification: table data $id of $partial/$dump is damaged or incomplete"
+    n="$(cat "$work/rows/$id")"
+    printf '%s\t%s\n' "$id" "$n" >>"$partial/$dump.rows"
+    tables=$((tables + 1))
+    rows=$((rows + n))
+  done <"$work/ids"
+done
 if ((with_roles)); then
   # The last line that is not blank, "--" or (15.14 and later) \unrestrict.
   awk '$0 != "" && $0 != "--" && !/^\\unrestrict / { last = $0 }
@@ -231,7 +276,7 @@ mv "$partial" "$final"
 partial=""
 sync -f "$dir"
 bytes=$(($(du -sk "$final" | cut -f1) * 1024))
-echo "backup: wrote $final ($bytes bytes; $tables tables, $rows rows$([[ $with_roles == 1 ]] && echo ", roles")$([[ -n $filestore ]] && echo ", filestore: $files entries"), $((SECONDS - started))s)"
+echo "backup: wrote $final ($bytes bytes; ${#names[@]} database$( ((${#names[@]} == 1)) || echo s), $tables tables, $rows rows$([[ $with_roles == 1 ]] && echo ", roles")$([[ -n $filestore ]] && echo ", filestore: $files entries"), $((SECONDS - started))s)"
 
 # --- retention ------------------------------------------------------------------------
 # Keep the newest $keep backups by their UTC time stamp. Only verified backups carry
