@@ -709,7 +709,7 @@ class StackConfig(Model):
     def _shared_namespace_is_said_to_be(self) -> StackConfig:
         if self.namespace in SHARED_NAMESPACES and not self.namespace_shared:
             raise ValueError(
-                f"namespace {self.namespace!r} holds other workloads on most clusters: the stack would label it "
+                f"namespace: {self.namespace!r} holds other workloads on most clusters: the stack would label it "
                 "for Pod Security restricted and deny every pod in it all traffic. Choose a namespace of the "
                 "stack's own (e.g. sentry), or set namespace_shared: true (the stack then neither creates nor "
                 "labels it, and its NetworkPolicies select only its own pods)"

@@ -73,23 +73,21 @@ PARTS: tuple[Part, ...] = (
         "postgres.backup.enabled",
         lambda c: c.postgres.backup.enabled,
         "set postgres.backup.enabled: true",
-        tuple(
-            f"postgres.backup.{k}"
-            for k in (
-                "schedule",
-                "keep",
-                "compression_level",
-                "jobs",
-                "roles",
-                "filestore",
-                "starting_deadline_seconds",
-                "active_deadline_seconds",
-                "backoff_limit",
-                "storage",
-                "resources",
-                "offsite",
-                "restore",
-            )
+        _under(
+            "postgres.backup",
+            "schedule",
+            "keep",
+            "compression_level",
+            "jobs",
+            "roles",
+            "filestore",
+            "starting_deadline_seconds",
+            "active_deadline_seconds",
+            "backoff_limit",
+            "storage",
+            "resources",
+            "offsite",
+            "restore",
         ),
     ),
     Part(
@@ -97,9 +95,15 @@ PARTS: tuple[Part, ...] = (
         "postgres.backup.offsite.enabled",
         lambda c: c.postgres.backup.offsite.enabled,
         "set postgres.backup.offsite.enabled: true",
-        tuple(
-            f"postgres.backup.offsite.{k}"
-            for k in ("image", "bucket", "prefix", "endpoint_url", "region", "access_key_id", "resources")
+        _under(
+            "postgres.backup.offsite",
+            "image",
+            "bucket",
+            "prefix",
+            "endpoint_url",
+            "region",
+            "access_key_id",
+            "resources",
         ),
     ),
     Part(
@@ -130,7 +134,7 @@ PARTS: tuple[Part, ...] = (
         "postgres.external.host",
         _external("postgres"),
         "set postgres.external.host to the server",
-        tuple(f"postgres.external.{k}" for k in ("port", "sslmode", "ca", "cidrs", "superuser")),
+        _under("postgres.external", "port", "sslmode", "ca", "cidrs", "superuser"),
     ),
     Part(
         "Redis is external, none runs in the cluster",
@@ -144,7 +148,7 @@ PARTS: tuple[Part, ...] = (
         "redis.external.host",
         _external("redis"),
         "set redis.external.host to the server",
-        tuple(f"redis.external.{k}" for k in ("port", "db", "cidrs")),
+        _under("redis.external", "port", "db", "cidrs"),
     ),
     Part(
         "the filestore is a bucket, there is no filestore volume",
@@ -179,7 +183,7 @@ PARTS: tuple[Part, ...] = (
         "sentry.web.ingress.enabled",
         lambda c: c.sentry.web.ingress.enabled,
         "set sentry.web.ingress.enabled: true",
-        tuple(f"sentry.web.ingress.{k}" for k in ("host", "class_name", "tls_secret", "annotations")),
+        _under("sentry.web.ingress", "host", "class_name", "tls_secret", "annotations"),
     ),
     Part(
         "a ClusterIP Service has no node port",
@@ -204,7 +208,7 @@ PARTS: tuple[Part, ...] = (
                 f"sentry.{name}.autoscaling.enabled",
                 lambda c, n=name: getattr(c.sentry, n).autoscaling.enabled,
                 f"set sentry.{name}.autoscaling.enabled: true",
-                tuple(f"sentry.{name}.autoscaling.{k}" for k in ("min_replicas", "max_replicas", "target_cpu_percent")),
+                _under(f"sentry.{name}.autoscaling", "min_replicas", "max_replicas", "target_cpu_percent"),
             ),
         )
     ),
@@ -213,9 +217,13 @@ PARTS: tuple[Part, ...] = (
         "sentry.metrics.enabled",
         lambda c: c.sentry.metrics.enabled,
         "set sentry.metrics.enabled: true",
-        tuple(
-            f"sentry.metrics.{k}"
-            for k in ("image", "resources", "service_monitor", "service_monitor_labels", "scrape_interval_seconds")
+        _under(
+            "sentry.metrics",
+            "image",
+            "resources",
+            "service_monitor",
+            "service_monitor_labels",
+            "scrape_interval_seconds",
         ),
     ),
     Part(
@@ -238,23 +246,21 @@ PARTS: tuple[Part, ...] = (
         "sentry.cleanup.enabled",
         lambda c: c.sentry.cleanup.enabled,
         "set sentry.cleanup.enabled: true",
-        tuple(f"sentry.cleanup.{k}" for k in ("days", "schedule", "resources")),
+        _under("sentry.cleanup", "days", "schedule", "resources"),
     ),
     Part(
         "the NetworkPolicies are off",
         "network.policies",
         lambda c: c.network.policies,
         "set network.policies: true",
-        tuple(
-            f"network.{k}"
-            for k in (
-                "dns_namespace",
-                "dns_pod_labels",
-                "sentry_egress_cidrs",
-                "sentry_egress_ports",
-                "offsite_egress_cidrs",
-                "egress_except_cidrs",
-            )
+        _under(
+            "network",
+            "dns_namespace",
+            "dns_pod_labels",
+            "sentry_egress_cidrs",
+            "sentry_egress_ports",
+            "offsite_egress_cidrs",
+            "egress_except_cidrs",
         ),
     ),
 )

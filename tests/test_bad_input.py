@@ -113,9 +113,9 @@ CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
     (
         "the default namespace",
         "namespace: default\n",
-        ("namespace 'default' holds other workloads", "set namespace_shared: true", "select only its own pods"),
+        ("namespace: 'default' holds other workloads", "set namespace_shared: true", "select only its own pods"),
     ),
-    ("a monitoring namespace", "namespace: monitoring\n", ("namespace 'monitoring' holds other workloads",)),
+    ("a monitoring namespace", "namespace: monitoring\n", ("namespace: 'monitoring' holds other workloads",)),
     (
         "url_prefix with a trailing slash",
         "sentry:\n  url_prefix: https://sentry.example.com/\n",

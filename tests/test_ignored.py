@@ -153,6 +153,12 @@ WARNED = [
         "sentry.gitlab.login_enabled: GitLab (gitlab.com) is reached over HTTPS, but network.sentry_egress_ports [80]",
     ),
     (
+        "https url_prefix behind a plain-HTTP Ingress",
+        "sentry:\n  url_prefix: https://sentry.example.com\n"
+        "  web:\n    ingress: {enabled: true, host: sentry.example.com}\n",
+        "sentry.url_prefix: https://sentry.example.com is https://, but nothing in this stack serves TLS",
+    ),
+    (
         "https url_prefix with no TLS",
         "sentry:\n  url_prefix: https://sentry.example.com\n",
         "sentry.url_prefix: https://sentry.example.com is https://, but nothing in this stack serves TLS",
