@@ -20,12 +20,14 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from app.props_model import STRICT, model_of, pydantic_type, values_type
 from constructs import checks, props, sentry_runtime
 from constructs.endpoints import (
+    VERIFY_FULL_BY_IP,
     CaCertificate,
     ExternalPostgresProps,
     ExternalRedisProps,
     PostgresDatabase,
     PostgresRole,
     SslMode,
+    ip_address_host,
 )
 from constructs.naming import image_tag
 from constructs.network_policies import NetworkPoliciesOptions
@@ -324,7 +326,8 @@ class ExternalPostgresConfig(Model):
     sslmode: SslMode = Field(
         default=prop_default(ExternalPostgresProps, "sslmode"),
         description="libpq sslmode for every client (Sentry, waits, migrations, backups). verify-ca "
-        "and verify-full need `ca`.",
+        "and verify-full need `ca`; verify-full needs `host` as a name (Sentry's libpq 11 cannot verify an "
+        "IP address).",
     )
     ca: CaCertificateSource | None = Field(
         default=None, description="The server's CA certificate, for sslmode verify-ca or verify-full."
@@ -339,6 +342,12 @@ class ExternalPostgresConfig(Model):
         description="Whether `postgres.user` may read every role (pg_dumpall --globals-only): managed "
         "servers do not allow it, so backups then hold the Sentry database only.",
     )
+
+    @model_validator(mode="after")
+    def _verify_full_by_name(self) -> ExternalPostgresConfig:
+        if self.sslmode == "verify-full" and ip_address_host(self.host):
+            raise ValueError(f"sslmode: {VERIFY_FULL_BY_IP} (host {self.host})")
+        return self
 
     @model_validator(mode="after")
     def _ca_for_verify(self) -> ExternalPostgresConfig:
@@ -366,8 +375,9 @@ class PostgresConfig(Model):
 
 
 class ExternalRedisConfig(Model):
-    """A Redis server outside the cluster (ElastiCache, Memorystore, ...). Plain TCP with a
-    password: Sentry 9.1.2's Celery broker cannot use TLS (see docs/cluster.md)."""
+    """A Redis server outside the cluster (ElastiCache, Memorystore, ...). Plain TCP, with a
+    password unless `password: false`: Sentry 9.1.2's Celery broker cannot use TLS (see
+    docs/cluster.md)."""
 
     host: HostOrIp = Field(default="", description="Host name or IP of the server; empty runs Redis in the cluster.")
     port: int = Field(
@@ -381,6 +391,12 @@ class ExternalRedisConfig(Model):
         description="The server's addresses, for the NetworkPolicies' egress rules (an IP `host` adds "
         "its own /32); required for a host name while network.policies is on.",
     )
+    password: bool = Field(
+        default=prop_default(ExternalRedisProps, "password"),
+        description="Whether the server requires a password (`redis-password` in the Secret). false for "
+        "one that allows none, such as ElastiCache without in-transit encryption (it allows AUTH only with "
+        "TLS, which Sentry 9.1.2 cannot use): then only the network keeps others out (docs/cluster.md).",
+    )
 
 
 class RedisConfig(Model):
@@ -390,8 +406,20 @@ class RedisConfig(Model):
     )
     external: ExternalRedisConfig = Field(default_factory=ExternalRedisConfig)
     storage: Storage = Field(default=prop_default(RedisOptions, "storage"), description="AOF volume.")
-    resources: Resources = Field(default=prop_default(RedisOptions, "resources"))
+    resources: Resources = Field(
+        default=prop_default(RedisOptions, "resources"),
+        description="Requests and limits; maxmemory is half the memory limit, and Redis evicts nothing "
+        "(docs/operations.md: when Redis is full).",
+    )
     pods: PodSettings = Field(default_factory=PodSettings)
+    exporter_image: Image = Field(
+        default=prop_default(RedisOptions, "exporter_image"),
+        description="The redis_exporter beside the in-cluster Redis while sentry.metrics.enabled (its memory "
+        "use for Prometheus).",
+    )
+    exporter_resources: Resources = Field(
+        default=prop_default(RedisOptions, "exporter_resources"), description="The redis_exporter container."
+    )
 
 
 class Ingress(Model):
@@ -407,7 +435,10 @@ class Ingress(Model):
         default=prop_default(WebIngress, "tls_secret"), description="TLS Secret name; null serves plain HTTP."
     )
     annotations: dict[str, str] = Field(
-        default=prop_default(WebIngress, "annotations"), description="Annotations of the Ingress."
+        default=prop_default(WebIngress, "annotations"),
+        description="Annotations of the Ingress. With class_name nginx or null, "
+        "nginx.ingress.kubernetes.io/proxy-body-size is 100m unless given here: Sentry's uploads exceed "
+        "ingress-nginx's default 1m (docs/cluster.md).",
     )
 
 
@@ -498,7 +529,9 @@ class MetricsConfig(Model):
     """Sentry's statsd metrics, exported for Prometheus by a statsd exporter."""
 
     enabled: bool = Field(
-        default=False, description="Run a Prometheus statsd exporter and send Sentry's metrics to it."
+        default=False,
+        description="Run a Prometheus statsd exporter and send Sentry's metrics to it; with the in-cluster "
+        "Redis, also a redis_exporter beside it (`redis.exporter_image`).",
     )
     image: Image = Field(default=prop_default(StatsdExporterOptions, "image"), description="The exporter's image.")
     resources: Resources = Field(default=prop_default(StatsdExporterOptions, "resources"))
@@ -537,8 +570,9 @@ class SentryConfig(Model):
     )
     url_prefix: UrlOrigin = Field(
         default=prop_default(SentryRuntimeOptions, "url_prefix"),
-        description="Public URL of Sentry (system.url-prefix), e.g. https://sentry.example.com; empty "
-        "derives it from requests.",
+        description="Public URL of Sentry (system.url-prefix), e.g. https://sentry.example.com. Empty: Sentry "
+        "9.1.2 does not take it from requests; until the first administrator enters it on Sentry's setup page "
+        "(kept in the database), DSNs show empty and the links Sentry builds (mail, chunk uploads) have no host.",
     )
     single_organization: bool = Field(default=prop_default(SentryRuntimeOptions, "single_organization"))
     allow_registration: bool = Field(
@@ -629,6 +663,12 @@ class NetworkConfig(Model):
         description="Carved out of every egress CIDR above that contains them. To reach a host in one "
         "of these ranges (a private SMTP relay, MinIO), list its own CIDR above.",
     )
+    ingress_namespace: DnsLabel | None = Field(
+        default=prop_default(NetworkPoliciesOptions, "ingress_namespace"),
+        description="Namespace of the Ingress controller's pods. With sentry.web.ingress and service_type "
+        "ClusterIP (the Ingress the only way in, its X-Forwarded-* headers trusted), only they may reach "
+        "the web port; null lets any pod and address in (a controller on the host network).",
+    )
 
 
 def _fields(value: object) -> dict[str, object]:
@@ -698,10 +738,10 @@ class StackConfig(Model):
     )
     service_account_annotations: dict[str, str] = Field(
         default_factory=dict,
-        description="Annotations of the pods' ServiceAccount, for a cloud identity without keys: IAM roles "
-        "for service accounts (eks.amazonaws.com/role-arn) or GKE Workload Identity "
-        "(iam.gke.io/gcp-service-account).",
-        examples=[{"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sentry"}],
+        description="Annotations of the pods' ServiceAccount. Not a way to reach a bucket without keys: "
+        "Sentry 9.1.2 cannot use IAM roles for service accounts or GKE Workload Identity (docs/cluster.md), "
+        "so the s3 and gcs filestores take keys.",
+        examples=[{"example.com/owner": "observability"}],
     )
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
 

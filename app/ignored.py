@@ -148,7 +148,7 @@ PARTS: tuple[Part, ...] = (
         "redis.external.host",
         _external("redis"),
         "set redis.external.host to the server",
-        _under("redis.external", "port", "db", "cidrs"),
+        _under("redis.external", "port", "db", "cidrs", "password"),
     ),
     Part(
         "the filestore is a bucket, there is no filestore volume",

@@ -57,6 +57,9 @@ class SecretsError(ValueError):
 def required_keys(config: StackConfig) -> tuple[SecretKey, ...]:
     """The keys this configuration's workloads reference."""
     keys = [POSTGRES_PASSWORD, REDIS_PASSWORD, SENTRY_SECRET_KEY, ADMIN_PASSWORD]
+    redis = config.redis.external
+    if redis.host and not redis.password:
+        keys.remove(REDIS_PASSWORD)  # an external Redis that takes none
     sentry = config.sentry
     if sentry.github.login_enabled or sentry.github.app_id:
         keys += [GITHUB_CLIENT_SECRET]

@@ -9,7 +9,8 @@ stack only connects to. Like `aws-ecs-patterns` taking a queue or creating one.
 An endpoint tells a client:
 - where: `host`, `port` (and `database`/`user`, or `db` for Redis);
 - how to authenticate and connect: `client_env()`, the variables of the standard clients
-  (libpq's PG*, redis-cli's REDISCLI_AUTH), passwords always by secretKeyRef, and
+  (libpq's PG*, redis-cli's REDISCLI_AUTH, or REDIS_AUTH=none for a Redis without a
+  password), passwords always by secretKeyRef, and
   `client_mounts()` (a CA certificate for `sslmode: verify-full`);
 - which client image matches the server (`client_image`: psql, pg_isready, pg_dump);
 - where the NetworkPolicies must let clients go (`network`: the server's pods, or its CIDRs).
@@ -79,7 +80,10 @@ class RedisEndpoint(Protocol):
     """An image with redis-cli."""
     network: NetworkTarget
 
-    def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]: ...
+    def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
+        """REDIS_HOST, REDIS_PORT, and REDISCLI_AUTH (the password, by secretKeyRef), or
+        REDIS_AUTH=none for a server that takes no password."""
+        ...
 
 
 def host_cidrs(host: str, cidrs: Sequence[str]) -> tuple[str, ...]:
@@ -111,6 +115,25 @@ class CaCertificate:
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
+# libpq matches a host given as an IP address against a certificate's IP addresses only since
+# PostgreSQL 15; Sentry 9.1.2's psycopg2-binary carries libpq 11, which compares the address
+# with the certificate's DNS names (or its CN) as text, so a server certificate issued for its
+# name (RDS, Cloud SQL) never verifies, and one with the address as an IP SAN fails as well.
+VERIFY_FULL_BY_IP = (
+    "verify-full cannot verify a server reached by its IP address: Sentry 9.1.2's libpq 11 "
+    "(psycopg2-binary in sentry:9.1.2) matches the host only against the certificate's DNS names, not "
+    "its IP addresses (that needs libpq 15). Give host as the name in the server's certificate, or "
+    "choose sslmode verify-ca (the CA is checked, the name is not)"
+)
+
+
+def ip_address_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
 
 PostgresRole = Annotated[
     str, Pattern(r"[a-z_][a-z0-9_]{0,62}", "a PostgreSQL role name: lower-case letters, digits and '_'")
@@ -138,7 +161,8 @@ class ExternalPostgresProps:
     user: PostgresRole = "sentry"
     """The role Sentry connects as, the database's owner. Default: sentry."""
     sslmode: SslMode = "verify-full"
-    """libpq sslmode of every client. Default: verify-full, which needs `ca`."""
+    """libpq sslmode of every client. Default: verify-full, which needs `ca`, and a `host` given
+    by name (Sentry's libpq 11 cannot verify an IP address)."""
     ca: CaCertificate | None = None
     """The server's CA certificate, for verify-ca and verify-full. Default: none."""
     cidrs: Sequence[Cidr] = ()
@@ -153,6 +177,8 @@ class ExternalPostgresProps:
     def __post_init__(self) -> None:
         if not self.host:
             fail(self, "host", "is required")
+        if self.sslmode == "verify-full" and ip_address_host(self.host):
+            fail(self, "sslmode", f"{VERIFY_FULL_BY_IP} (host {self.host})")
         if self.sslmode in ("verify-ca", "verify-full") and self.ca is None:
             fail(
                 self,
@@ -219,7 +245,7 @@ class ExternalRedisProps:
     host: HostOrIp
     """Host name or IP address of the server."""
     secret: kplus.ISecret
-    """Secret holding the Redis password."""
+    """Secret holding the Redis password (unused with `password=False`)."""
     port: Port = 6379
     """Port of the server. Default: 6379."""
     db: Annotated[int, Range(0, 15)] = 0
@@ -231,6 +257,11 @@ class ExternalRedisProps:
     Default: none."""
     secret_keys: SecretKeys = SecretKeys()
     """The names of the keys in `secret` (`redis_password`). Default: the stack's names."""
+    password: bool = True
+    """Whether the server requires a password (`redis_password` in `secret`). False for one
+    that allows none, such as ElastiCache without in-transit encryption (it allows AUTH only
+    with TLS, which Sentry 9.1.2 cannot use): then only the network keeps others out (its
+    security group, NetworkPolicies; docs/cluster.md). Default: true."""
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -239,7 +270,8 @@ class ExternalRedisProps:
 
 class ExternalRedis(Construct):
     """A Redis server outside the cluster; emits nothing. Sentry 9.1.2 cannot use TLS to
-    Redis (see docs/cluster.md), so the connection is plain TCP with the password."""
+    Redis (see docs/cluster.md), so the connection is plain TCP, with the password unless
+    the server takes none (`password=False`)."""
 
     def __init__(self, scope: Construct, id: str, props: ExternalRedisProps) -> None:
         super().__init__(scope, id)
@@ -250,7 +282,11 @@ class ExternalRedis(Construct):
         self.network = NetworkTarget(port=props.port, cidrs=host_cidrs(props.host, props.cidrs))
 
     def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
+        where = {"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}
+        if not self.props.password:
+            # Said explicitly, so that a missing password never passes for "none".
+            return plain_env({**where, "REDIS_AUTH": "none"})
         return {
-            **plain_env({"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}),
+            **plain_env(where),
             "REDISCLI_AUTH": secret_env(secret or self.secret, self.props.secret_keys.redis_password),
         }

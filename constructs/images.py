@@ -129,7 +129,18 @@ REDIS = ImageContract(
     paths={"data": "/data"},
 )
 
-CONTRACTS: tuple[ImageContract, ...] = (SENTRY, SENTRY_AUTH, POSTGRES, REDIS)
+REDIS_EXPORTER = ImageContract(
+    image="oliver006/redis_exporter:v1.67.0",
+    # The default tag is the `scratch-release` stage: the static binary alone, then
+    # `USER 59000:59000` and `ENTRYPOINT [ "/redis_exporter" ]`.
+    source="oliver006/redis_exporter Dockerfile at e2bb7fd (v1.67.0)",
+    uid=59000,
+    gid=59000,
+    # `COPY --from=builder /redis_exporter /redis_exporter`; the image has no shell.
+    executables={"redis_exporter": "/redis_exporter"},
+)
+
+CONTRACTS: tuple[ImageContract, ...] = (SENTRY, SENTRY_AUTH, POSTGRES, REDIS, REDIS_EXPORTER)
 
 
 def contract_for(image: str) -> ImageContract | None:

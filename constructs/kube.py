@@ -60,7 +60,9 @@ def service_for(
     service_type: kplus.ServiceType = kplus.ServiceType.CLUSTER_IP,
     name: str | None = None,
     annotations: Mapping[str, str] | None = None,
+    pods: Component | None = None,
 ) -> kplus.Service:
+    """A Service of `component`, selecting the pods of `pods` (default: the same component)."""
     service = kplus.Service(
         scope,
         "service",
@@ -68,7 +70,7 @@ def service_for(
         ports=list(ports),
         type=service_type,
     )
-    for key, value in component.selector_labels.items():
+    for key, value in (pods or component).selector_labels.items():
         service.select_label(key, value)
     # Binding a StatefulSet to its Service adds the hash label to the selector; the
     # standard labels above already select exactly these pods.
@@ -108,6 +110,31 @@ def cron(expression: str) -> cdk8s.Cron:
     """A five-field schedule (a macro expanded; checked by constructs/checks.py) as a cdk8s Cron."""
     minute, hour, day, month, week_day = cron_fields(expression)
     return cdk8s.Cron.schedule(minute=minute, hour=hour, day=day, month=month, week_day=week_day)
+
+
+def service_monitor(
+    scope: Construct, comp: Component, port: str, path: str, interval_seconds: int, labels: Mapping[str, str]
+) -> cdk8s.ApiObject:
+    """A Prometheus Operator ServiceMonitor for the Service of `comp` (its selector labels), as
+    a plain ApiObject: the stack imports no CRD, and the kind exists only where the Operator
+    is installed."""
+    monitor = cdk8s.ApiObject(
+        scope,
+        "service-monitor",
+        api_version="monitoring.coreos.com/v1",
+        kind="ServiceMonitor",
+        metadata=cdk8s.ApiObjectMetadata(name=comp.name, labels={**comp.labels, **labels}),
+    )
+    monitor.add_json_patch(
+        cdk8s.JsonPatch.add(
+            "/spec",
+            {
+                "selector": {"matchLabels": comp.selector_labels},
+                "endpoints": [{"port": port, "path": path, "interval": f"{interval_seconds}s"}],
+            },
+        )
+    )
+    return monitor
 
 
 def claim(scope: Construct, id: str, name: str, comp: Component, storage: Storage) -> k8s.KubePersistentVolumeClaim:

@@ -5,9 +5,13 @@ server's pod; pods are selected by the standard labels (naming.py).
 - `<release>-default-deny`: every pod of the tier (or of the namespace, `namespace_wide`),
   no ingress, no egress;
 - `<release>-dns`: those pods may query the cluster DNS on port 53 (UDP and TCP);
-- web: ingress on its port from anywhere (Service, NodePort, Ingress controller, probes);
+- web: ingress on its port from anywhere (Service, NodePort, LoadBalancer); when an Ingress
+  is the only way in, from the Ingress controller's namespace only, as web then trusts the
+  X-Forwarded-* headers a client could otherwise set itself (kubelet probes come from the
+  node, which NetworkPolicies always allow);
 - PostgreSQL: ingress only from the Sentry pods and the database clients (backup, restore);
-- Redis: ingress only from the Sentry pods;
+- Redis: ingress only from the Sentry pods; its exporter's metrics port (with metrics) from
+  anywhere, like the statsd exporter's;
   (with an external server, no such pods exist: the clients' egress goes to its addresses);
 - each Sentry pod: egress to PostgreSQL and Redis; the `internet` ones (web, worker,
   cron) also to `sentry_egress_cidrs` on the configured ports (GitHub/GitLab login,
@@ -64,6 +68,12 @@ class NetworkPoliciesOptions:
     namespace of the tier's own, where a pod anyone else starts is denied too) or only the
     tier's own pods, by their instance and part-of labels (false: a namespace shared with other
     workloads, which the tier's policies must leave alone). Default: false."""
+    ingress_namespace: DnsLabel | None = "ingress-nginx"
+    """Namespace of the Ingress controller's pods. When an Ingress is the only way in to web
+    (a ClusterIP Service), only they may reach the web port: web then trusts the
+    X-Forwarded-* headers, which any other pod could set. None lets any pod and address in (a
+    controller on the host network, whose connections come from node addresses). Default:
+    ingress-nginx, ingress-nginx's own namespace."""
 
 
 @props
@@ -77,6 +87,9 @@ class NetworkPoliciesProps(NetworkPoliciesOptions):
     """The web pods: reachable from anywhere on `web_port`."""
     web_port: Port
     """The web pods' HTTP port."""
+    web_behind_ingress: bool = False
+    """Whether an Ingress is the only way in to web (which then trusts its X-Forwarded-*
+    headers): the web port admits `ingress_namespace` only. Default: false, anywhere."""
     sentry: Sequence[Component]
     """Every Sentry pod (web, worker, cron, migrations, cleanup): clients of PostgreSQL and Redis."""
     internet: Sequence[Component]
@@ -85,6 +98,9 @@ class NetworkPoliciesProps(NetworkPoliciesOptions):
     """Where PostgreSQL is: its pods here (which then accept only the clients), or its addresses."""
     redis: NetworkTarget
     """Where Redis is, likewise."""
+    redis_metrics_port: Port | None = None
+    """The metrics port of the exporter in the Redis pod, if any: open to all, as Prometheus may
+    run anywhere. Default: none."""
     mail_ports: Sequence[Port] = ()
     """TCP ports of outgoing mail, added to `sentry_egress_ports`. Default: none."""
     database_clients: Sequence[Component] = ()
@@ -198,7 +214,7 @@ class NetworkPolicies(Construct):
         for comp in props.sentry:
             ingress = None
             if comp == props.web:
-                ingress = [k8s.NetworkPolicyIngressRule(ports=[_tcp(props.web_port)])]
+                ingress = [k8s.NetworkPolicyIngressRule(from_=self._web_clients(), ports=[_tcp(props.web_port)])]
             egress = to_databases + to_metrics + (internet if comp in props.internet else [])
             self._policy(comp.component, comp.name, comp, comp.selector_labels, ingress=ingress, egress=egress)
 
@@ -216,15 +232,12 @@ class NetworkPolicies(Construct):
                 ],
             )
         if redis.pods is not None:
-            self._policy(
-                "redis",
-                redis.pods.name,
-                redis.pods,
-                redis.pods.selector_labels,
-                ingress=[
-                    k8s.NetworkPolicyIngressRule(from_=[_peer(c) for c in props.sentry], ports=[_tcp(redis.port)])
-                ],
-            )
+            redis_ingress = [
+                k8s.NetworkPolicyIngressRule(from_=[_peer(c) for c in props.sentry], ports=[_tcp(redis.port)])
+            ]
+            if props.redis_metrics_port is not None:
+                redis_ingress.append(k8s.NetworkPolicyIngressRule(ports=[_tcp(props.redis_metrics_port)]))
+            self._policy("redis", redis.pods.name, redis.pods, redis.pods.selector_labels, ingress=redis_ingress)
         for comp in props.database_clients:
             egress = [to_postgres]
             if comp in props.metrics_senders:
@@ -237,6 +250,15 @@ class NetworkPolicies(Construct):
                     )
                 )
             self._policy(comp.component, comp.name, comp, comp.selector_labels, egress=egress)
+
+    def _web_clients(self) -> list[k8s.NetworkPolicyPeer] | None:
+        """Who may reach the web port: anyone (None), or the Ingress controller's pods when the
+        Ingress is the only way in."""
+        props = self.props
+        if not props.web_behind_ingress or props.ingress_namespace is None:
+            return None
+        namespace = {"kubernetes.io/metadata.name": props.ingress_namespace}
+        return [k8s.NetworkPolicyPeer(namespace_selector=k8s.LabelSelector(match_labels=namespace))]
 
     def _policy(
         self,

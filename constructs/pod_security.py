@@ -176,9 +176,9 @@ def checkov_skip_table() -> str:
 def service_account(
     scope: Construct, component: Component, annotations: dict[str, str] | None = None
 ) -> k8s.KubeServiceAccount:
-    """The stack's own ServiceAccount: no RBAC binding, no token mounted by default.
-    `annotations` give it a cloud identity (e.g. eks.amazonaws.com/role-arn for IAM roles
-    for service accounts, iam.gke.io/gcp-service-account for Workload Identity)."""
+    """The stack's own ServiceAccount: no RBAC binding, no token mounted by default, with the
+    given `annotations` (a cloud identity in them goes unused: Sentry 9.1.2's buckets take keys,
+    see constructs/props.py)."""
     return k8s.KubeServiceAccount(
         scope,
         "service-account",

@@ -290,6 +290,22 @@ Bucket = Annotated[str, Check(_bucket)]
 Endpoint = Annotated[str, Check(_endpoint)]
 
 
+# Why a bucket needs a key: Sentry 9.1.2 pins boto3<1.4.6 and botocore<1.5.71. That botocore
+# finds credentials in the environment, config files, or the ECS (169.254.170.2) and EC2
+# (169.254.169.254) metadata services; IAM roles for service accounts (a web identity token)
+# arrived in botocore 1.12.200 / boto3 1.9.220, and EKS Pod Identity later still. Both
+# metadata addresses are link-local, which the NetworkPolicies deny to every pod (on purpose:
+# on EC2 the instance's credentials are the node's). GKE Workload Identity is served by the
+# metadata server too (169.254.169.254, port 80), which google-auth's compute-engine
+# credentials call. So no pod identity reaches a bucket: docs/cluster.md.
+KEYLESS = (
+    "Sentry 9.1.2 cannot reach a bucket with the pods' own identity: its boto3 1.4.5 / botocore "
+    "1.5.70 know no web identity (IAM roles for service accounts need botocore 1.12.200), and the "
+    "metadata service at 169.254.169.254, their only other source (and GKE Workload Identity's), "
+    "is denied to every pod by the NetworkPolicies (docs/cluster.md)"
+)
+
+
 @props
 class S3Filestore:
     """Sentry's `s3` filestore (boto3, in the stock image). Objects are written private."""
@@ -302,9 +318,14 @@ class S3Filestore:
     """Endpoint of an S3-compatible store (MinIO, Ceph); empty for AWS. Default: empty."""
     access_key_id: str = ""
     """Access key id (not secret; the secret key is `filestore-s3-secret-access-key` in the
-    Secret); empty uses the pod's own identity (IAM role for service accounts). Default: empty."""
+    Secret), required with a bucket: Sentry 9.1.2's boto3 cannot use the pods' own identity (IAM
+    roles for service accounts). Default: empty."""
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     """path for most S3-compatible stores (MinIO). Default: auto."""
+
+    def __post_init__(self) -> None:
+        if self.bucket and not self.access_key_id:
+            fail(self, "access_key_id", f"is required with a bucket: {KEYLESS}")
 
 
 @props
@@ -317,8 +338,13 @@ class GcsFilestore:
     project_id: str = ""
     """Google Cloud project; empty takes it from the credentials. Default: empty."""
     key_file: bool = True
-    """Read a service account key (`gcs-credentials` in the Secret); false uses the pod's own
-    identity (GKE Workload Identity). Default: true."""
+    """Read a service account key (`gcs-credentials` in the Secret). It must stay true: false
+    (GKE Workload Identity, the pods' own identity) is refused, as no pod reaches the metadata
+    server it needs. Default: true."""
+
+    def __post_init__(self) -> None:
+        if not self.key_file:
+            fail(self, "key_file", f"must be true (a service account key, gcs-credentials): {KEYLESS}")
 
 
 def prop_default(props_type: type, name: str) -> Any:

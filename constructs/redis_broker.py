@@ -1,11 +1,16 @@
-"""RedisBroker: Redis as Sentry's Celery broker and cache, with a password and AOF on a PVC."""
+"""RedisBroker: Redis as Sentry's Celery broker and cache, with a password and AOF on a PVC,
+and optionally a redis_exporter beside it for Prometheus."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import field
+from typing import Annotated
 
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct, images
-from constructs.checks import Image, PullPolicy, props
+from constructs.checks import Image, PullPolicy, Range, props
 from constructs.endpoints import NetworkTarget
 from constructs.kube import (
     claim,
@@ -13,8 +18,10 @@ from constructs.kube import (
     metadata,
     plain_env,
     pod_metadata,
+    seconds,
     secret_env,
     service_for,
+    service_monitor,
     shell_command,
     statefulset_claim_name,
 )
@@ -42,8 +49,16 @@ DATA_MOUNT = images.REDIS.paths["data"]
 # child (copy-on-write pages of a busy dataset) and for client buffers, so Redis refuses
 # writes (see redis-server.sh) long before the kernel would OOM-kill it.
 MAXMEMORY_SHARE_OF_LIMIT = 0.5
-MAXMEMORY_POLICY = "volatile-lru"
+# Never evict. Sentry 9.1.2 keeps each event's body in the cache with a one-hour TTL and
+# queues only its key (sentry/coreapi.py); any policy that evicts would pick exactly those
+# keys under a backlog, and the worker then drops the event with a log line
+# (sentry/tasks/store.py). Full, Redis refuses writes instead: docs/operations.md says what
+# Sentry does then.
+MAXMEMORY_POLICY = "noeviction"
 REDIS_GID = images.REDIS.gid
+EXPORTER_PORT = 9121
+EXPORTER_UID = images.REDIS_EXPORTER.uid
+EXPORTER_RESOURCES = resources("10m", "16Mi", "100m", "64Mi")
 
 
 @props
@@ -55,11 +70,31 @@ class RedisOptions:
     storage: Storage = Storage(size="1Gi")
     """The AOF volume (a claim of its own, so it can grow). Default: 1Gi, the cluster's default
     storage class."""
-    resources: Resources = resources("50m", "64Mi", "250m", "256Mi")
-    """Requests and limits; Redis's maxmemory is half the memory limit. Default: 50m / 64Mi
-    requested, 250m / 256Mi at most."""
+    resources: Resources = resources("50m", "160Mi", "250m", "256Mi")
+    """Requests and limits; Redis's maxmemory is half the memory limit, and it evicts nothing:
+    128 MiB holds an hour of events at one a second waiting for the workers (docs/operations.md).
+    The memory request covers a full Redis, so a backlog never puts it over its request. Default:
+    50m / 160Mi requested, 250m / 256Mi at most."""
     pods: PodSettings = PodSettings()
     """Placement and pod metadata. Default: none."""
+    exporter_image: Image = images.REDIS_EXPORTER.image
+    """The redis_exporter beside Redis when metrics are on (its memory use for Prometheus).
+    Default: oliver006/redis_exporter:v1.67.0."""
+    exporter_resources: Resources = EXPORTER_RESOURCES
+    """Requests and limits of the exporter. Default: 10m / 16Mi requested, 100m / 64Mi at most."""
+
+
+@props
+class RedisMetrics:
+    """Prometheus metrics of Redis (its memory use, above all), served by a redis_exporter
+    sidecar on port 9121 behind a Service of its own."""
+
+    service_monitor: bool = False
+    """Also make a ServiceMonitor (needs the Prometheus Operator's CRDs). Default: false."""
+    service_monitor_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels your Prometheus selects ServiceMonitors by (e.g. release). Default: none."""
+    scrape_interval_seconds: Annotated[int, Range(5, 600)] = 30
+    """The ServiceMonitor's scrape interval. Default: 30."""
 
 
 @props
@@ -77,13 +112,17 @@ class RedisBrokerProps(RedisOptions):
     """ServiceAccount of the pod. Default: the namespace's default (no token either way)."""
     secret_keys: SecretKeys = SecretKeys()
     """The names of the keys in `secret` (`redis_password`). Default: the stack's names."""
+    metrics: RedisMetrics | None = None
+    """Run the redis_exporter beside Redis. Default: none."""
 
 
 class RedisBroker(Construct):
     """A one-replica Redis StatefulSet with a required password, AOF persistence and a Service.
 
     The password is read from a Secret into the environment and written to a config
-    file by the start script: it never appears on a command line.
+    file by the start script: it never appears on a command line. With `metrics`, a
+    redis_exporter sidecar reads Redis's INFO over the pod's loopback (with the same
+    password, from the Secret) and serves it on port 9121, behind `<name>-metrics`.
     """
 
     def __init__(self, scope: Construct, id: str, props: RedisBrokerProps) -> None:
@@ -100,6 +139,7 @@ class RedisBroker(Construct):
         self.db = 0
         self.secret = props.secret
         self.network = NetworkTarget(port=REDIS_PORT, pods=comp)
+        self.metrics_port = EXPORTER_PORT if props.metrics is not None else None
         self.maxmemory = int(parse_memory(props.resources.limits.memory) * MAXMEMORY_SHARE_OF_LIMIT)
 
         self.data_claim = claim(self, "data-claim", statefulset_claim_name(comp), comp, props.storage)
@@ -143,16 +183,62 @@ class RedisBroker(Construct):
                         ),
                         kplus.VolumeMount(path=DATA_MOUNT, volume=data),
                     ],
-                )
+                ),
+                *([self._exporter()] if props.metrics is not None else []),
             ],
         )
-        finish(
-            self.statefulset,
-            comp,
-            pods=props.pods,
-            service_account=props.service_account,
-            sizes={"redis": props.resources},
+        sizes = {"redis": props.resources}
+        if props.metrics is not None:
+            sizes["redis-exporter"] = props.exporter_resources
+            self._metrics_service(props.metrics)
+        finish(self.statefulset, comp, pods=props.pods, service_account=props.service_account, sizes=sizes)
+
+    def _exporter(self) -> kplus.ContainerProps:
+        """The redis_exporter (its image's own entrypoint and user): Redis over the pod's
+        loopback, the password from the Secret in its environment (never an argument)."""
+        props = self.props
+        health = "/health"
+        return kplus.ContainerProps(
+            name="redis-exporter",
+            image=props.exporter_image,
+            image_pull_policy=pull_policy(props.image_pull_policy),
+            port_number=EXPORTER_PORT,
+            env_variables={
+                "REDIS_ADDR": kplus.EnvValue.from_value(f"redis://127.0.0.1:{REDIS_PORT}"),
+                "REDIS_PASSWORD": secret_env(props.secret, props.secret_keys.redis_password),
+                "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": kplus.EnvValue.from_value(f":{EXPORTER_PORT}"),
+            },
+            resources=container_resources(props.exporter_resources),
+            security_context=container_security(EXPORTER_UID, EXPORTER_UID),
+            startup=kplus.Probe.from_http_get(
+                health, port=EXPORTER_PORT, period_seconds=seconds(2), failure_threshold=30
+            ),
+            readiness=kplus.Probe.from_http_get(health, port=EXPORTER_PORT, period_seconds=seconds(10)),
+            liveness=kplus.Probe.from_http_get(health, port=EXPORTER_PORT, period_seconds=seconds(20)),
         )
+
+    def _metrics_service(self, metrics: RedisMetrics) -> None:
+        """The exporter's own Service, with the usual `prometheus.io/*` scrape annotations (the
+        Redis Service stays the clients' one), and a ServiceMonitor when asked."""
+        comp = self.component.sibling("redis-metrics")
+        scope = Construct(self, "metrics")
+        path = "/metrics"
+        service_for(
+            scope,
+            comp,
+            [kplus.ServicePort(name="metrics", port=EXPORTER_PORT, target_port=EXPORTER_PORT)],
+            annotations={
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(EXPORTER_PORT),
+                "prometheus.io/path": path,
+            },
+            # The exporter runs in the Redis pod.
+            pods=self.component,
+        )
+        if metrics.service_monitor:
+            service_monitor(
+                scope, comp, "metrics", path, metrics.scrape_interval_seconds, metrics.service_monitor_labels
+            )
 
     def client_env(self, secret: kplus.ISecret | None = None) -> dict[str, kplus.EnvValue]:
         """What a redis-cli client of this server needs: host, port and the password

@@ -38,7 +38,7 @@ from constructs.pod_security import SERVICE_ACCOUNT_COMPONENT, service_account
 from constructs.postgres_backup import BackupOptions, PostgresBackup, PostgresBackupProps
 from constructs.postgres_with_backup import PostgresOptions, PostgresWithBackup, PostgresWithBackupProps
 from constructs.props import GcsFilestore, PodSettings, S3Filestore, Storage
-from constructs.redis_broker import RedisBroker, RedisBrokerProps, RedisOptions
+from constructs.redis_broker import RedisBroker, RedisBrokerProps, RedisMetrics, RedisOptions
 from constructs.secret_keys import SecretKeys
 from constructs.sentry_cleanup import SentryCleanup, SentryCleanupOptions, SentryCleanupProps
 from constructs.sentry_cron import SentryCron, SentryCronOptions, SentryCronProps
@@ -60,8 +60,9 @@ class ServiceAccountOptions:
     """The pods' own ServiceAccount: no RBAC binding, no token mounted."""
 
     annotations: Mapping[str, str] = field(default_factory=dict)
-    """Annotations, e.g. for a cloud identity (eks.amazonaws.com/role-arn,
-    iam.gke.io/gcp-service-account). Default: none."""
+    """Annotations of the account. A cloud identity given here (eks.amazonaws.com/role-arn,
+    iam.gke.io/gcp-service-account) is not used by Sentry 9.1.2, whose buckets take keys
+    (S3Filestore, GcsFilestore). Default: none."""
 
 
 @props
@@ -192,6 +193,8 @@ class Sentry(Construct):
                     image_pull_policy=pull,
                     service_account=account,
                     secret_keys=props.secret_keys,
+                    # With metrics, Redis's own (its memory use) too, scraped like the exporter's.
+                    metrics=extend(RedisMetrics, props.metrics) if props.metrics is not None else None,
                 ),
             )
         else:
@@ -199,6 +202,9 @@ class Sentry(Construct):
 
         web = props.web
         ingress = web.ingress
+        # The Ingress is the one way in, unless a NodePort or LoadBalancer is beside it: a client
+        # reaching web directly could set X-Forwarded-Host/-For itself.
+        self.behind_ingress = ingress is not None and web.service_type == "ClusterIP"
         self.runtime = SentryRuntime(
             self,
             "sentry",
@@ -212,9 +218,7 @@ class Sentry(Construct):
                 secret=props.secret,
                 secret_keys=props.secret_keys,
                 use_ssl=ingress is not None and bool(ingress.tls_secret),
-                # Only when the Ingress is the one way in: a NodePort or LoadBalancer beside it
-                # would let a client set X-Forwarded-Host/-For itself.
-                trusted_proxy=ingress is not None and web.service_type == "ClusterIP",
+                trusted_proxy=self.behind_ingress,
                 statsd=statsd,
                 service_account=account,
             ),
@@ -381,11 +385,14 @@ class Sentry(Construct):
                 stack=self.sentry_component("network"),
                 web=self.sentry_component("web"),
                 web_port=SENTRY_PORT,
+                # Only the Ingress controller may reach the pods that trust its headers.
+                web_behind_ingress=self.behind_ingress,
                 sentry=sentry_pods,
                 internet=internet,
                 mail_ports=[smtp.port] if smtp.host else [],
                 postgres=self.postgres.network,
                 redis=self.redis.network,
+                redis_metrics_port=self.redis.metrics_port if isinstance(self.redis, RedisBroker) else None,
                 database_clients=database_clients,
                 offsite=backup.component if backup is not None and offsite is not None else None,
                 offsite_port=(endpoint.port or (80 if endpoint.scheme == "http" else 443)) if endpoint else 443,

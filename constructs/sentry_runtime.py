@@ -184,8 +184,9 @@ class SentryRuntimeOptions:
     """Pull policy of every container. Default: IfNotPresent, so minikube can use a preloaded image."""
     url_prefix: UrlOrigin = ""
     """Sentry's public URL (system.url-prefix), an origin such as https://sentry.example.com.
-    Default: empty: the first administrator enters it in Sentry's setup page, which keeps it
-    in the database."""
+    Empty, Sentry 9.1.2 does not take it from requests: until the first administrator enters it
+    on Sentry's setup page (which keeps it in the database), DSNs show empty and the links
+    Sentry builds (mail, chunk uploads) have no host. Default: empty."""
     single_organization: bool = True
     """One organization for everyone (Sentry's single-organization mode). Default: true."""
     allow_registration: bool = False
@@ -341,8 +342,12 @@ class SentryRuntime(Construct):
             **{k: v for k, v in client.items() if k.startswith("PGSSL")},
             "SENTRY_SECRET_KEY": secret_env(secret, keys.sentry_secret_key),
             "SENTRY_DB_PASSWORD": client["PGPASSWORD"],
-            "SENTRY_REDIS_PASSWORD": secret_env(secret, keys.redis_password),
         }
+        # Redis's password as its own clients get it, or none for a server that takes none
+        # (then sentry.conf.py puts none in the broker URL and the cluster options).
+        redis_auth = redis.client_env().get("REDISCLI_AUTH")
+        if redis_auth is not None:
+            env["SENTRY_REDIS_PASSWORD"] = redis_auth
         if cfg.smtp.host and cfg.smtp.user:
             env["SENTRY_EMAIL_PASSWORD"] = secret_env(secret, keys.smtp_password)
         if github.login_enabled:

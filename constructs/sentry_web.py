@@ -19,6 +19,13 @@ from constructs.sentry_runtime import SENTRY_PORT, SentryRuntime
 from constructs.workload import CpuAutoscaling, autoscale, disruption_budget, zero_downtime_rollout
 
 HEALTH_PATH = "/_health/"
+# Sentry 9.1.2's chunk upload (sentry/api/endpoints/chunk.py, MAX_REQUEST_SIZE) has sentry-cli
+# send up to 32 MiB in one request (8 MiB chunks); release files and minidumps go whole, and a
+# source map can be larger. ingress-nginx refuses a request body over 1 MiB unless told
+# otherwise (413), so the Ingress says so for it, unless the user's own annotations do.
+MAX_CHUNK_REQUEST = 32 * 2**20
+NGINX_BODY_SIZE_ANNOTATION = "nginx.ingress.kubernetes.io/proxy-body-size"
+NGINX_BODY_SIZE = "100m"
 
 
 @props
@@ -32,7 +39,9 @@ class WebIngress:
     tls_secret: KubeName | None = None
     """Secret with the host's TLS certificate. Default: none, plain HTTP."""
     annotations: Mapping[str, str] = field(default_factory=dict)
-    """Annotations of the Ingress (e.g. for cert-manager). Default: none."""
+    """Annotations of the Ingress (e.g. for cert-manager). With class nginx or the default
+    class, nginx.ingress.kubernetes.io/proxy-body-size is 100m unless given here (Sentry's
+    uploads exceed ingress-nginx's 1m). Default: none."""
 
 
 @props
@@ -139,13 +148,18 @@ class SentryWeb(Construct):
             self._ingress(props.ingress, comp)
 
     def _ingress(self, ingress: WebIngress, comp: Component) -> None:
+        annotations = dict(ingress.annotations)
+        # The nginx class, or the cluster's default one, which often is ingress-nginx (any other
+        # controller ignores the annotation). The user's own value wins.
+        if ingress.class_name in (None, "nginx"):
+            annotations.setdefault(NGINX_BODY_SIZE_ANNOTATION, NGINX_BODY_SIZE)
         backend = k8s.IngressBackend(
             service=k8s.IngressServiceBackend(name=comp.name, port=k8s.ServiceBackendPort(number=SENTRY_PORT))
         )
         k8s.KubeIngress(
             self,
             "ingress",
-            metadata=k8s.ObjectMeta(name=comp.name, labels=comp.labels, annotations=dict(ingress.annotations) or None),
+            metadata=k8s.ObjectMeta(name=comp.name, labels=comp.labels, annotations=annotations or None),
             spec=k8s.IngressSpec(
                 ingress_class_name=ingress.class_name,
                 tls=[k8s.IngressTls(hosts=[ingress.host], secret_name=ingress.tls_secret)]

@@ -15,12 +15,11 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated
 
-import cdk8s
 import cdk8s_plus_27 as kplus
 
 from constructs import Construct
 from constructs.checks import Image, PullPolicy, Range, props
-from constructs.kube import metadata, pod_metadata, seconds, service_for
+from constructs.kube import metadata, pod_metadata, seconds, service_for, service_monitor
 from constructs.naming import Component, own_component
 from constructs.props import PodSettings, Resources, resources
 from constructs.workload import container_resources, container_security, finish, pod_security, pull_policy
@@ -134,22 +133,11 @@ class StatsdExporter(Construct):
             },
         )
         if props.service_monitor:
-            cdk8s.ApiObject(
+            service_monitor(
                 self,
-                "service-monitor",
-                api_version="monitoring.coreos.com/v1",
-                kind="ServiceMonitor",
-                metadata=cdk8s.ApiObjectMetadata(
-                    name=comp.name, labels={**comp.labels, **props.service_monitor_labels}
-                ),
-            ).add_json_patch(
-                cdk8s.JsonPatch.add(
-                    "/spec",
-                    {
-                        "selector": {"matchLabels": comp.selector_labels},
-                        "endpoints": [
-                            {"port": "metrics", "path": metrics_path, "interval": f"{props.scrape_interval_seconds}s"}
-                        ],
-                    },
-                )
+                comp,
+                "metrics",
+                metrics_path,
+                props.scrape_interval_seconds,
+                props.service_monitor_labels,
             )

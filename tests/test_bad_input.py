@@ -195,7 +195,7 @@ CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
     ),
     (
         "S3 filestore settings with the filesystem filestore",
-        "sentry:\n  filestore: {s3: {bucket: sentry-files}}\n",
+        "sentry:\n  filestore: {s3: {bucket: sentry-files, access_key_id: AKIAFILES}}\n",
         ("sentry.filestore.s3.bucket: is set, but the filestore is not in S3", "set sentry.filestore.backend: s3"),
     ),
     (

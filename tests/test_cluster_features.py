@@ -80,6 +80,16 @@ def test_gcs_filestore_uses_the_project_image_and_a_mounted_key(tmp_path: Path) 
     [
         ("sentry:\n  filestore: {backend: s3}\n", "s3.bucket is required"),
         ("capacity: {target: none}\n", "access_mode must be ReadWriteMany"),
+        # No pod identity reaches a bucket (docs/cluster.md): the keyless forms are refused,
+        # naming the field and why.
+        (
+            "sentry:\n  filestore: {backend: s3, s3: {bucket: sentry-files}}\n",
+            "sentry.filestore.s3: S3Filestore.access_key_id: is required with a bucket: Sentry 9.1.2 cannot",
+        ),
+        (
+            "sentry:\n  filestore: {backend: gcs, gcs: {bucket: sentry-files, key_file: false}}\n",
+            "sentry.filestore.gcs: GcsFilestore.key_file: must be true",
+        ),
     ],
 )
 def test_filestore_settings_that_cannot_work_are_refused(
@@ -159,8 +169,59 @@ def test_metrics_are_off_by_default_and_count_in_the_capacity_when_on(default_di
     extra = stack_requests(with_metrics.objects).cpu_m - stack_requests(default_dist.objects).cpu_m
     deployment = with_metrics.get("Deployment", "sentry-metrics")
     exporter = find_container(deployment, "statsd-exporter")
-    # Its replica, and the surge pod of its own rolling update.
-    assert extra == 2 * int(exporter["resources"]["requests"]["cpu"].removesuffix("m"))
+    redis_exporter = find_container(with_metrics.get("StatefulSet", "sentry-redis"), "redis-exporter")
+    # Its replica, and the surge pod of its own rolling update; and Redis's exporter.
+    assert extra == 2 * int(exporter["resources"]["requests"]["cpu"].removesuffix("m")) + int(
+        redis_exporter["resources"]["requests"]["cpu"].removesuffix("m")
+    )
+
+
+def test_redis_memory_use_is_a_metric_beside_the_in_cluster_redis(tmp_path: Path, default_dist: Dist) -> None:
+    from constructs import images
+    from tests.test_security import OTHER_NAMESPACE, STRANGER, _pod, connects, stack_pods
+
+    dist = _synth(tmp_path, METRICS)
+    statefulset = dist.get("StatefulSet", "sentry-redis")
+    exporter = find_container(statefulset, "redis-exporter")
+    assert exporter["image"] == images.REDIS_EXPORTER.image
+    # Its image's own entrypoint and user; Redis over the pod's loopback, the password from the
+    # Secret, never in an argument.
+    assert "command" not in exporter and "args" not in exporter
+    ids = (exporter["securityContext"]["runAsUser"], exporter["securityContext"]["runAsGroup"])
+    assert ids == (images.REDIS_EXPORTER.uid, images.REDIS_EXPORTER.gid)
+    env = _env(exporter)
+    assert env["REDIS_ADDR"]["value"] == "redis://127.0.0.1:6379"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
+    port = exporter["ports"][0]["containerPort"]
+    assert env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"]["value"] == f":{port}"
+    assert exporter["readinessProbe"]["httpGet"] == {"path": "/health", "port": port, "scheme": "HTTP"}
+    # Prometheus finds it through a Service of its own, which selects the Redis pod...
+    service = dist.get("Service", "sentry-redis-metrics")
+    assert service["spec"]["selector"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": port}]
+    annotations = service["metadata"]["annotations"]
+    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == ("true", str(port))
+    monitor = dist.get("ServiceMonitor", "sentry-redis-metrics")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert "sentry-redis" not in {m["metadata"]["name"] for m in dist.of_kind("ServiceMonitor")}
+    # ... and reaches it from anywhere, like the statsd exporter; Redis itself stays closed.
+    policies, stack = dist.of_kind("NetworkPolicy"), stack_pods(dist)
+    for client in (OTHER_NAMESPACE, {"ip": "203.0.113.50"}):
+        assert connects(policies, client, stack["redis"], port)
+        assert not connects(policies, client, stack["redis"], 6379)
+    assert not connects(policies, STRANGER, stack["redis"], 6379)
+    assert connects(policies, stack["worker"], stack["redis"], 6379)
+    # Without metrics, none of it.
+    assert [c["name"] for c in pod_specs(default_dist.get("StatefulSet", "sentry-redis"))[0]["containers"]] == ["redis"]
+    default_redis = default_dist.get("NetworkPolicy", "sentry-redis")["spec"]["ingress"]
+    assert not connects(default_dist.of_kind("NetworkPolicy"), OTHER_NAMESPACE, _pod(stack["redis"]["labels"]), port)
+    assert len(default_redis) == 1
+
+
+def test_an_external_redis_gets_no_exporter(tmp_path: Path) -> None:
+    dist = _synth(tmp_path, METRICS + "redis:\n  external: {host: 10.0.9.15}\n")
+    assert not [o for o in dist.objects if "redis" in o["metadata"]["name"]]
 
 
 def _mapped(name: str) -> tuple[str, dict[str, str]] | None:
@@ -325,6 +386,39 @@ def test_web_and_worker_spread_softly_by_default(default_dist: Dist, placed: Dis
     assert constraint["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "web"
 
 
+def _nginx_size(value: str) -> int:
+    """An nginx size (client_max_body_size): bytes, or k/m/g."""
+    match = re.fullmatch(r"([0-9]+)([kKmMgG]?)", value)
+    assert match, value
+    return int(match[1]) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match[2].lower()]
+
+
+@pytest.mark.parametrize(
+    ("ingress", "body_size"),
+    [
+        ("{enabled: true, class_name: nginx}", "100m"),
+        ("{enabled: true}", "100m"),  # the default class: often ingress-nginx
+        ("{enabled: true, class_name: traefik}", None),  # another controller: its own settings
+        (
+            "{enabled: true, class_name: nginx, annotations: {nginx.ingress.kubernetes.io/proxy-body-size: 500m}}",
+            "500m",  # the user's own value wins
+        ),
+    ],
+)
+def test_uploads_larger_than_ingress_nginx_default_pass_the_ingress(
+    tmp_path: Path, ingress: str, body_size: str | None
+) -> None:
+    from constructs.sentry_web import MAX_CHUNK_REQUEST
+
+    dist = _synth(tmp_path, f"sentry:\n  web:\n    service_type: ClusterIP\n    ingress: {ingress}\n")
+    annotations = dist.get("Ingress", "sentry-web")["metadata"].get("annotations") or {}
+    assert annotations.get("nginx.ingress.kubernetes.io/proxy-body-size") == body_size
+    if body_size is not None:
+        # Above what one chunk-upload request carries (8 MiB chunks, 32 MiB a request), with room
+        # for the multipart envelope and for files sent whole.
+        assert _nginx_size(body_size) >= 2 * MAX_CHUNK_REQUEST
+
+
 def test_service_and_ingress_annotations(placed: Dist) -> None:
     service = placed.get("Service", "sentry-web")
     assert service["metadata"]["annotations"] == {"service.beta.kubernetes.io/aws-load-balancer-internal": "true"}
@@ -428,8 +522,8 @@ def test_the_backup_reports_its_newest_backup_to_the_exporter(tmp_path: Path) ->
     assert kind == "g" and int(size) > 0
 
 
-def test_the_service_account_carries_a_cloud_identity(tmp_path: Path) -> None:
-    # With the s3 or gcs filestore and no keys, the pods reach the bucket as this account.
+def test_the_service_account_carries_its_annotations(tmp_path: Path) -> None:
+    # Annotations only: a cloud identity given here reaches no bucket (the filestores take keys).
     role = "arn:aws:iam::123456789012:role/sentry"
     dist = _synth(tmp_path, f"service_account_annotations: {{eks.amazonaws.com/role-arn: '{role}'}}\n")
     (account,) = dist.of_kind("ServiceAccount")

@@ -118,6 +118,12 @@ def test_network_policies_allow_exactly_the_external_addresses(external: Dist) -
             "postgres:\n  external:\n    host: 10.1.2.3\n    sslmode: verify-ca\n    ca: {secret: a, config_map: b}\n",
             "exactly one of secret or config_map",
         ),
+        # verify-full (the default) by IP address: Sentry's psycopg2 (libpq 11) would refuse
+        # every certificate; the message names the field and the two ways out.
+        (
+            "postgres:\n  external: {host: 10.1.2.3, ca: {secret: db-ca}}\n",
+            "postgres.external: sslmode: verify-full cannot verify a server reached by its IP address",
+        ),
     ],
 )
 def test_incomplete_external_settings_are_refused(
@@ -128,6 +134,14 @@ def test_incomplete_external_settings_are_refused(
     assert message in capsys.readouterr().err
 
 
+def test_an_ip_address_host_is_verified_with_verify_ca(tmp_path: Path) -> None:
+    values = "postgres:\n  external: {host: 10.1.2.3, sslmode: verify-ca, ca: {secret: db-ca}}\n"
+    code, dist = synth(tmp_path, values)
+    assert code == 0
+    (job,) = dist.of_kind("Job")
+    assert _env(find_container(job, "wait-for-postgres"))["PGSSLMODE"] == "verify-ca"
+
+
 def test_external_passwords_are_never_invented(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     secrets = {k: v for k, v in TEST_SECRETS.items() if k != "postgres-password"}
     code, _ = synth(tmp_path, EXTERNAL, secrets=secrets)
@@ -136,6 +150,42 @@ def test_external_passwords_are_never_invented(tmp_path: Path, capsys: pytest.Ca
     assert not (tmp_path / "secrets.yaml").exists() or "postgres-password" not in yaml.safe_load(
         (tmp_path / "secrets.yaml").read_text()
     )
+
+
+# An ElastiCache without in-transit encryption: it allows no AUTH (only with TLS, which
+# Sentry 9.1.2's kombu 3.0.35 cannot use), so the stack must run without a Redis password.
+NO_REDIS_PASSWORD = """
+redis:
+  external: {host: 10.0.9.15, cidrs: [10.0.9.0/24], password: false}
+"""
+
+
+def test_an_external_redis_without_a_password_is_reached_without_one(tmp_path: Path) -> None:
+    secrets = {k: v for k, v in TEST_SECRETS.items() if k != "redis-password"}
+    code, dist = synth(tmp_path, NO_REDIS_PASSWORD, secrets=secrets)
+    assert code == 0, "no redis-password is needed, so none is asked for"
+    (secret,) = dist.of_kind("Secret")
+    assert "redis-password" not in secret.get("data", {}) | secret.get("stringData", {})
+    waits = 0
+    for obj in dist.objects:
+        for container in all_containers(obj):
+            refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in container.get("env", []) if "valueFrom" in e}
+            assert "redis-password" not in refs, container["name"]
+            env = _env(container)
+            assert "SENTRY_REDIS_PASSWORD" not in env and "REDISCLI_AUTH" not in env, container["name"]
+            if container["name"] == "wait-for-redis":
+                assert env["REDIS_AUTH"] == "none"
+                waits += 1
+    assert waits == 1  # the migration Job's
+    # The NetworkPolicies still let the Sentry pods reach exactly that server.
+    web = dist.get("NetworkPolicy", "sentry-web")
+    assert {"ipBlock": {"cidr": "10.0.9.0/24"}} in [p for r in web["spec"]["egress"] for p in r.get("to", [])]
+
+
+def test_a_password_stays_required_unless_the_setting_says_none(external: Dist) -> None:
+    (job,) = external.of_kind("Job")
+    env = _env(find_container(job, "wait-for-redis"))
+    assert env["REDISCLI_AUTH"] == "<secret>" and "REDIS_AUTH" not in env
 
 
 # --- TLS against a real server ----------------------------------------------------------

@@ -25,11 +25,17 @@ import pytest
 import yaml
 
 from constructs.checks import PropsError
-from constructs.endpoints import ExternalPostgres, ExternalPostgresProps, ExternalRedis, ExternalRedisProps
+from constructs.endpoints import (
+    CaCertificate,
+    ExternalPostgres,
+    ExternalPostgresProps,
+    ExternalRedis,
+    ExternalRedisProps,
+)
 from constructs.naming import Component
 from constructs.pod_security import CAPABILITIES, unhardened
 from constructs.postgres_backup import BackupOptions, OffsiteCopy
-from constructs.props import PodSettings, Resources, Storage, resources
+from constructs.props import GcsFilestore, PodSettings, Resources, S3Filestore, Storage, resources
 from constructs.sentry import Sentry, SentryProps
 from constructs.sentry_cleanup import SentryCleanupOptions
 from constructs.sentry_runtime import SentryRuntimeOptions
@@ -168,6 +174,17 @@ BAD_PROPS: list[tuple[str, Callable[[], object], str]] = [
     ("an env name the stack sets", lambda: SentryRuntimeOptions(extra_env={"SENTRY_SECRET_KEY": "x"}), "set by"),
     ("python that does not compile", lambda: SentryRuntimeOptions(conf_py_extra="x ="), "not valid Python"),
     ("an offsite copy without key", lambda: OffsiteCopy(bucket="backups", access_key_id=""), "is required"),
+    # Sentry 9.1.2's boto3 1.4.5 knows no web identity, and no pod reaches a metadata service.
+    ("an s3 bucket without a key", lambda: S3Filestore(bucket="files"), "access_key_id: is required with a bucket"),
+    ("gcs without its key", lambda: GcsFilestore(bucket="files", key_file=False), "key_file: must be true"),
+    # Sentry's libpq 11 matches an IP host only against the certificate's names.
+    (
+        "verify-full by IP address",
+        lambda: ExternalPostgresProps(
+            host="10.1.2.3", secret=_secret(_chart()), client_image="postgres:15.8", ca=CaCertificate(secret="db-ca")
+        ),
+        "sslmode: verify-full cannot verify a server reached by its IP address",
+    ),
 ]
 
 

@@ -23,7 +23,7 @@ from tests.conftest import PROJECT_DIR, synth
 from tests.variants import candidates, leaves, synth_objects, with_leaf
 
 # How a values file switches each part off itself (valid on its own, no secret needed).
-S3_FILES = {"backend": "s3", "s3": {"bucket": "sentry-files"}}
+S3_FILES = {"backend": "s3", "s3": {"bucket": "sentry-files", "access_key_id": "AKIAFILES"}}
 OFF: dict[str, dict[str, Any]] = {
     "the backups are off": {"postgres": {"backup": {"enabled": False}}},
     "the offsite copy is off": {"postgres": {"backup": {"offsite": {"enabled": False}}}},
@@ -141,7 +141,8 @@ WARNED = [
     ),
     (
         "backup.filestore with files in S3",
-        "sentry:\n  filestore: {backend: s3, s3: {bucket: sentry-files}}\npostgres:\n  backup: {filestore: true}\n",
+        "sentry:\n  filestore: {backend: s3, s3: {bucket: sentry-files, access_key_id: AKIAFILES}}\n"
+        "postgres:\n  backup: {filestore: true}\n",
         "postgres.backup.filestore: ignored: the filestore is a bucket",
     ),
     (

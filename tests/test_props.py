@@ -140,7 +140,7 @@ def test_toggles_map_to_optional_props() -> None:
                         "ingress": {"enabled": True, "host": "sentry.example.org"},
                         "autoscaling": {"enabled": True},
                     },
-                    "filestore": {"backend": "s3", "s3": {"bucket": "sentry-files"}},
+                    "filestore": {"backend": "s3", "s3": {"bucket": "sentry-files", "access_key_id": "AKIAFILES"}},
                 },
                 "postgres": {"backup": {"enabled": False}},
             }

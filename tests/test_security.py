@@ -353,15 +353,70 @@ def test_redis_accepts_only_sentry_pods(any_dist: Dist) -> None:
         assert not connects(policies, outsider, stack["redis"], 6379)
 
 
+INGRESS_CONTROLLER = _pod({"app.kubernetes.io/name": "ingress-nginx"}, ns="ingress-nginx")
+
+
 def test_web_is_reachable_on_9000_only(any_dist: Dist) -> None:
     policies, stack = any_dist.of_kind("NetworkPolicy"), stack_pods(any_dist)
-    # A client elsewhere in the cluster or outside it (a stranger in this namespace is
-    # held back by its own default-deny egress).
-    for client in (OTHER_NAMESPACE, {"ip": "203.0.113.50"}):
-        assert connects(policies, client, stack["web"], 9000)
+    # A client elsewhere in the cluster or outside it: on a NodePort (default), everyone; behind
+    # the Ingress as the only way in (full), the Ingress controller only. (A stranger in this
+    # namespace is held back by its own default-deny egress.)
+    behind_ingress = any_dist.get("Service", "sentry-web")["spec"]["type"] == "ClusterIP"
+    assert behind_ingress == bool(any_dist.of_kind("Ingress"))
+    for client in (INGRESS_CONTROLLER, OTHER_NAMESPACE, {"ip": "203.0.113.50"}):
+        assert connects(policies, client, stack["web"], 9000) == (client is INGRESS_CONTROLLER or not behind_ingress)
         assert not connects(policies, client, stack["web"], 9001)
         for name in set(stack) - {"web"}:
             assert not connects(policies, client, stack[name], 9000), name
+
+
+def _trusts_forwarded_headers(dist: Dist) -> bool:
+    (web,) = [c for c in pods(dist) if c[0]["metadata"]["name"] == "sentry-web"]
+    env = {e["name"]: e.get("value") for e in web[2]["containers"][0]["env"]}
+    return env["SENTRY_TRUSTED_PROXY"] == "true"
+
+
+BEHIND_INGRESS = "sentry:\n  web:\n    service_type: ClusterIP\n    ingress: {enabled: true, class_name: nginx}\n"
+
+
+@pytest.mark.parametrize(
+    ("values", "trusted", "admitted", "refused"),
+    [
+        # The Ingress the only way in: web trusts X-Forwarded-*, so only the controller's
+        # namespace (network.ingress_namespace) may reach it.
+        (BEHIND_INGRESS, True, [INGRESS_CONTROLLER], [OTHER_NAMESPACE, {"ip": "203.0.113.50"}]),
+        (
+            BEHIND_INGRESS + "network: {ingress_namespace: traefik}\n",
+            True,
+            [_pod({"app": "traefik"}, ns="traefik")],
+            [INGRESS_CONTROLLER, OTHER_NAMESPACE],
+        ),
+        # A controller on the host network, said with null: then anyone may (docs/security.md).
+        (
+            BEHIND_INGRESS + "network: {ingress_namespace: null}\n",
+            True,
+            [INGRESS_CONTROLLER, OTHER_NAMESPACE, {"ip": "203.0.113.50"}],
+            [],
+        ),
+        # A NodePort beside the Ingress: the headers are not trusted, and every client may come.
+        (
+            "sentry:\n  web:\n    service_type: NodePort\n    ingress: {enabled: true}\n",
+            False,
+            [INGRESS_CONTROLLER, OTHER_NAMESPACE],
+            [],
+        ),
+    ],
+)
+def test_behind_the_ingress_only_its_controller_reaches_web(
+    synth_once, values: str, trusted: bool, admitted: list[dict], refused: list[dict]
+) -> None:  # type: ignore[no-untyped-def]
+    dist = synth_once(values)
+    policies, stack = dist.of_kind("NetworkPolicy"), stack_pods(dist)
+    for client in admitted:
+        assert connects(policies, client, stack["web"], 9000), client
+    for client in refused:
+        assert not connects(policies, client, stack["web"], 9000), client
+    assert _trusts_forwarded_headers(dist) == trusted
 
 
 def test_every_pod_resolves_names_through_cluster_dns_only(any_dist: Dist) -> None:

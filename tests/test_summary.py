@@ -20,7 +20,7 @@ from tests.conftest import DEFAULT_CONFIG, FULL_SECRETS, FULL_VALUES, PROJECT_DI
 EXISTING = """
 secrets: {existing_secret: sentry-credentials}
 postgres:
-  external: {host: 10.0.8.5, sslmode: verify-full, ca: {secret: db-ca, key: root.pem}}
+  external: {host: db.internal, cidrs: [10.0.8.0/24], sslmode: verify-full, ca: {secret: db-ca, key: root.pem}}
 sentry:
   web:
     service_type: ClusterIP

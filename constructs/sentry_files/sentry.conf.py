@@ -160,7 +160,9 @@ SENTRY_BEACON = _flag("SENTRY_BEACON", False)
 
 # The public address (scheme and host, no trailing slash). Sentry builds every absolute
 # link from it, including the OAuth redirect URIs of GitHub and GitLab login. When unset,
-# the first administrator is asked for it in the setup wizard and it is kept in the database.
+# Sentry 9.1.2 does not take it from requests: the option is empty (DSNs show empty, links
+# have no host) until the first administrator enters it in the setup wizard, which keeps it
+# in the database (sentry/options/defaults.py registers it FLAG_REQUIRED).
 url_prefix = _text("SENTRY_URL_PREFIX").rstrip("/")
 if url_prefix:
     SENTRY_OPTIONS["system.url-prefix"] = url_prefix
@@ -223,13 +225,15 @@ if s3_bucket:
         "region_name": _text("SENTRY_S3_REGION"),
         "endpoint_url": _text("SENTRY_S3_ENDPOINT_URL"),
         "addressing_style": _text("SENTRY_S3_ADDRESSING_STYLE"),
-        # Without keys, boto3 uses the pod's own identity (IAM role for service accounts).
+        # Always a key: Sentry 9.1.2's boto3 cannot use the pod's own identity (the manifests
+        # refuse a bucket without one; docs/cluster.md says why).
         "access_key": _text("SENTRY_S3_ACCESS_KEY_ID"),
         "secret_key": _secret("SENTRY_S3_SECRET_ACCESS_KEY"),
     }
     SENTRY_OPTIONS["filestore.options"] = dict((k, v) for k, v in s3_options.items() if v)
 elif gcs_bucket:
-    # Credentials: GOOGLE_APPLICATION_CREDENTIALS (a mounted key), or the pod's identity.
+    # Credentials: GOOGLE_APPLICATION_CREDENTIALS, a mounted service account key (no pod
+    # reaches the metadata server that Workload Identity would need).
     SENTRY_OPTIONS["filestore.backend"] = "gcs"
     gcs_options = {"bucket_name": gcs_bucket, "project_id": _text("SENTRY_GCS_PROJECT_ID")}
     SENTRY_OPTIONS["filestore.options"] = dict((k, v) for k, v in gcs_options.items() if v)
