@@ -4,7 +4,7 @@ Every knob a user can turn lives here, with a description. It is not the constru
 props: SentryStack maps it onto them. Its defaults are the props' own documented
 defaults (`prop_default`), so each is written once, beside its construct; a few are
 the stack's own (marked so). Defaults target a laptop minikube (`minikube start
---memory=4000mb --cpus=2`); `config/production.yaml` shows a real cluster. Models are
+--memory=4000mb --cpus=2 --cni=calico`); `config/production.yaml` shows a real cluster. Models are
 frozen and reject unknown keys, so a typo in a values file is an error rather than a
 silently ignored setting.
 """
@@ -101,13 +101,34 @@ def _namespace(value: str) -> str:
 
 Namespace = Annotated[DnsLabel, AfterValidator(_namespace)]
 
+# Namespaces that hold other workloads on most clusters: Kubernetes' own default, and those
+# common add-ons install into. The synth cannot look at a cluster; these it can recognise.
+SHARED_NAMESPACES = (
+    "default",
+    "monitoring",
+    "observability",
+    "logging",
+    "ingress-nginx",
+    "cert-manager",
+    "calico-system",
+    "calico-apiserver",
+    "tigera-operator",
+    "local-path-storage",
+    "istio-system",
+    "argocd",
+    "flux-system",
+    "gatekeeper-system",
+    "kubernetes-dashboard",
+)
+
 
 class SecretsConfig(Model):
     existing_secret: KubeName | None = Field(
         default=None,
         description=(
-            "Name of a Secret you create yourself in the namespace, holding the keys listed in "
-            "the README. When set, no Secret is synthesized and dist/ holds no secret material."
+            "Name of a Secret you create yourself in the namespace, holding the keys listed under "
+            "Secrets in docs/configuration.md (the synth's summary lists the ones the configuration "
+            "needs). When set, no Secret is synthesized and dist/ holds no secret material."
         ),
     )
 
@@ -691,7 +712,16 @@ class CapacityConfig(Model):
 
 class StackConfig(Model):
     namespace: Namespace = Field(
-        default="sentry", description="Namespace everything is created in; kube-* are refused, default is warned about."
+        default="sentry",
+        description="Namespace everything is created in; kube-* are refused, and so are namespaces "
+        "shared on most clusters (default, monitoring, ...) unless namespace_shared is true.",
+    )
+    namespace_shared: bool = Field(
+        default=False,
+        description="false: the namespace is the stack's own: dist/ creates it, labels it for Pod Security "
+        "restricted and denies every pod in it all traffic by default. true: it exists already and holds "
+        "other workloads: dist/ neither creates nor labels it, and the NetworkPolicies select only the "
+        "stack's own pods.",
     )
     release: DnsLabel = Field(
         default="sentry",
@@ -714,6 +744,17 @@ class StackConfig(Model):
         examples=[{"example.com/owner": "observability"}],
     )
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+
+    @model_validator(mode="after")
+    def _shared_namespace_is_said_to_be(self) -> StackConfig:
+        if self.namespace in SHARED_NAMESPACES and not self.namespace_shared:
+            raise ValueError(
+                f"namespace: {self.namespace!r} holds other workloads on most clusters: the stack would label it "
+                "for Pod Security restricted and deny every pod in it all traffic. Choose a namespace of the "
+                "stack's own (e.g. sentry), or set namespace_shared: true (the stack then neither creates nor "
+                "labels it, and its NetworkPolicies select only its own pods)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _shared_filestore_on_several_nodes(self) -> StackConfig:

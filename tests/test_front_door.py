@@ -131,6 +131,16 @@ def test_the_user_app_passes_strict_schemas_and_pod_security_restricted(
             assert restricted_violations({}, spec) == [], obj["metadata"]["name"]
 
 
+def test_the_user_apps_policies_leave_the_other_pods_of_its_namespace_alone(user_app_output: list[dict]) -> None:
+    # A library user's namespace ("tools") holds their other workloads: no policy of the tier
+    # may select every pod there (NetworkPoliciesOptions.namespace_wide is off by default).
+    policies = [o for o in user_app_output if o["kind"] == "NetworkPolicy"]
+    assert policies
+    for policy in policies:
+        labels = policy["spec"]["podSelector"].get("matchLabels", {})
+        assert labels.get("app.kubernetes.io/instance") == "sentry", policy["metadata"]["name"]
+
+
 # --- each construct's checks ----------------------------------------------------------------
 
 

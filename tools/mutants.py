@@ -82,8 +82,12 @@ DIRECT_TESTS = {
     "constructs/images.py": ["test_image_contract.py"],
     "constructs/naming.py": ["test_front_door.py", "test_foundation.py"],
     "app/props_model.py": ["test_bad_input.py", "test_props.py"],
-    "app/secrets_store.py": ["test_external.py", "test_secrets.py"],
-    "app/config.py": ["test_external.py", "test_bad_input.py"],
+    "app/ignored.py": ["test_bad_input.py", "test_ignored.py"],
+    "app/values.py": ["test_bad_input.py", "test_ignored.py"],
+    "app/secrets_store.py": ["test_bad_input.py", "test_external.py", "test_secrets.py"],
+    "app/config.py": ["test_bad_input.py", "test_external.py"],
+    "app/summary.py": ["test_summary.py"],
+    "main.py": ["test_bad_input.py", "test_summary.py"],
 }
 SNAPSHOT_TEST = "test_snapshot.py"
 TIMEOUT_SECONDS = 900
