@@ -29,7 +29,6 @@ from constructs.endpoints import (
     SslMode,
     ip_address_host,
 )
-from constructs.naming import image_tag
 from constructs.network_policies import NetworkPoliciesOptions
 from constructs.postgres_backup import BackupOptions, OffsiteCopy
 from constructs.postgres_restore import PostgresRestoreOptions
@@ -555,7 +554,9 @@ class SentryConfig(Model):
     image: Image = Field(default=prop_default(SentryRuntimeOptions, "image"), description="Stock Sentry image.")
     auth_image: Image = Field(
         default="sentry-k8s/sentry-auth:9.1.2",
-        description="Image with the GitHub/GitLab login plugins, used when a login is enabled.",
+        description="The project's image (images/sentry-auth: the GitHub/GitLab login plugins, the gcs "
+        "filestore's library, psycopg2 built against the image's OpenSSL), used when a login, the gcs "
+        "filestore or TLS to an external PostgreSQL is on.",
     )
     image_pull_policy: PullPolicy = Field(default=prop_default(SentryRuntimeOptions, "image_pull_policy"))
     admin_email: str = Field(
@@ -614,18 +615,6 @@ class SentryConfig(Model):
     )
 
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-
-    @property
-    def effective_image(self) -> str:
-        """The stock image cannot log in with GitHub/GitLab, nor use the gcs filestore; the
-        project's image (plugins and google-cloud-storage) can."""
-        if self.github.login_enabled or self.gitlab.login_enabled or self.filestore.backend == "gcs":
-            return self.auth_image
-        return self.image
-
-    @property
-    def version(self) -> str:
-        return image_tag(self.effective_image)
 
 
 class NetworkConfig(Model):
@@ -744,6 +733,22 @@ class StackConfig(Model):
         examples=[{"example.com/owner": "observability"}],
     )
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+
+    @property
+    def sentry_image(self) -> str:
+        """The image every Sentry pod runs. The stock image cannot log in with GitHub/GitLab,
+        nor use the gcs filestore, nor talk TLS to PostgreSQL from its web pods (its
+        psycopg2-binary brings an OpenSSL of its own, and uWSGI, linked with the image's,
+        crashes in SSL_new: docs/cluster.md); the project's image (images/sentry-auth) can."""
+        sentry, external = self.sentry, self.postgres.external
+        if (
+            sentry.github.login_enabled
+            or sentry.gitlab.login_enabled
+            or sentry.filestore.backend == "gcs"
+            or (external.host and external.sslmode != "disable")
+        ):
+            return sentry.auth_image
+        return sentry.image
 
     @model_validator(mode="after")
     def _shared_namespace_is_said_to_be(self) -> StackConfig:

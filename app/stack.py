@@ -67,7 +67,7 @@ class SentryStack:
 
     def __init__(self, app: cdk8s.App, config: StackConfig, secret_values: Mapping[str, str]) -> None:
         self.config = config
-        version = image_tag(config.sentry.effective_image)
+        version = image_tag(config.sentry_image)
         own = Component(release=config.release, app="sentry", component="namespace", version=version, part_of="sentry")
         # A shared namespace exists already and is not the stack's to label (namespace_shared).
         self.namespace = None
@@ -111,8 +111,8 @@ class SentryStack:
             sentry=_props(
                 SentryRuntimeOptions,
                 sentry,
-                # The login plugins and the gcs filestore need the project's image.
-                image=sentry.effective_image,
+                # The login plugins, the gcs filestore and TLS to PostgreSQL need the project's image.
+                image=config.sentry_image,
                 filestore=_filestore(sentry.filestore),
             ),
             web=_props(

@@ -47,6 +47,7 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python_bin" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+cp requirements.txt .venv/.requirements-installed
 npm ci --prefix tools --no-fund --no-audit --loglevel=error
 # Byte-compile the 2.8 MB generated bindings once: without a .pyc (e.g. under
 # PYTHONDONTWRITEBYTECODE) every synth would spend ~0.3 s recompiling them.
