@@ -3,6 +3,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
+# make's variables are case-sensitive: `make synth config=FILE` would set `config`, which nothing
+# reads, and build the default values file without a word. Each pair: what was typed, what is read.
+$(foreach pair,config:CONFIG Config:CONFIG e2e_args:E2E_ARGS,$(eval typed := $(firstword $(subst :, ,$(pair))))\
+  $(if $(filter command line,$(origin $(typed))),\
+    $(error $(typed)=$($(typed)): make's variables are case-sensitive, nothing reads $(typed); write $(lastword $(subst :, ,$(pair)))=$($(typed)))))
+
 .PHONY: help setup synth synth-cli apply test test-setup lint validate e2e imports bench mutants clean
 .DEFAULT_GOAL := help
 
@@ -40,7 +46,7 @@ validate: synth   ## dist/ and the tests' configurations: strict schemas (Kubern
 e2e:              ## prove it on a real minikube (E2E_ARGS=--kind: kind): login, event, zero downtime, backup/restore, NetworkPolicies
 	tools/e2e.sh $(E2E_ARGS)
 
-bench:            ## benchmarks: synth time, backup/restore on ~1 GB (prints figures)
+bench:            ## benchmarks: synth time, backup/restore of a generated Sentry-shaped database (prints figures)
 	$(PY) tools/bench_synth.py
 	$(PY) tools/bench_backup.py
 

@@ -1,6 +1,6 @@
 """Synthesize the Sentry stack to plain Kubernetes YAML in dist/.
 
-Used by `cdk8s synth` (see cdk8s.yaml) and directly as `python main.py`.
+Used by the cdk8s CLI (`make synth-cli`, see cdk8s.yaml) and directly as `python main.py`.
 The values file is chosen with `--config FILE` or SENTRY_K8S_CONFIG
 (default: config/minikube.yaml). Output goes to a temporary folder first and
 replaces dist/ only when everything succeeded, so bad input never leaves a
@@ -14,6 +14,7 @@ or, without a venv, says to run `make setup`.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import os
 import shlex
@@ -26,8 +27,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from app.config import StackConfig
 
-# jsii prints a large end-of-life banner on Node 20 (the version Debian 12 and the
-# build machines ship); it has no effect on other Node versions.
+# jsii prints a large end-of-life banner on Node 20 (which the build machines run: see the
+# README's Prerequisites); the variable has no effect on other Node versions.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -35,6 +36,7 @@ PROJECT_DIR = Path(__file__).resolve().parent
 # cdk8s CLI runs this app with a fixed command line (cdk8s.yaml).
 ARGS_ENV = "SENTRY_K8S_SYNTH_ARGS"
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "minikube.yaml"
+CONFIG_ENV = "SENTRY_K8S_CONFIG"
 VENV_DIR = PROJECT_DIR / ".venv"
 # What `import cdk8s` and the constructs need; checked without importing (that starts node).
 REQUIRED_MODULES = ("cdk8s", "cdk8s_plus_27", "pydantic", "yaml")
@@ -76,13 +78,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--config",
         type=Path,
-        default=Path(os.environ.get("SENTRY_K8S_CONFIG", DEFAULT_CONFIG)),
         help="values file (default: $SENTRY_K8S_CONFIG or config/minikube.yaml)",
     )
     parser.add_argument(
         "--outdir",
         type=Path,
-        default=Path(os.environ.get("CDK8S_OUTDIR", PROJECT_DIR / "dist")),
         help="output folder (default: $CDK8S_OUTDIR or dist/)",
     )
     parser.add_argument("--quiet", action="store_true", help="print no summary")
@@ -102,28 +102,77 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         + ", ".join(sorted(CONFIRMATIONS))
         + " (repeat for several)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # What the summary says: the values file as given, and where it came from when not given
+    # (`make synth config=...` in lower case passes nothing, and the default is used).
+    if args.config is not None:
+        args.values_file = str(args.config)
+    elif os.environ.get(CONFIG_ENV):
+        args.config = Path(os.environ[CONFIG_ENV])
+        args.values_file = f"{args.config} (from {CONFIG_ENV})"
+    else:
+        args.config = DEFAULT_CONFIG
+        args.values_file = f"{_shown(DEFAULT_CONFIG)} (the default: no --config, CONFIG= or {CONFIG_ENV})"
+    args.shown_outdir = str(args.outdir) if args.outdir is not None else None
+    if args.outdir is None:
+        args.outdir = Path(os.environ.get("CDK8S_OUTDIR") or PROJECT_DIR / "dist")
+        args.shown_outdir = _shown(args.outdir.resolve())
+    return args
+
+
+def _shown(path: Path) -> str:
+    """A path the synth chose, as short as it is clear: relative to the current folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
     """Swap `new` into place of `target` with renames, so `target` is never half-written."""
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
+    moved = False
     if target.exists():
         target.rename(old)
-    new.rename(target)
+        moved = True
+    try:
+        new.rename(target)
+    except OSError:
+        if moved:
+            old.rename(target)  # the previous output back where it was
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# Why the output folder cannot be written, by errno: what the user can do about it.
+_WRITE_HINTS = {
+    errno.EBUSY: "it is a mount point (or in use as one), and the synth replaces the output folder by "
+    "renaming it; give --outdir a folder inside it",
+    errno.EPERM: "the folder or its parent may not be changed (immutable: lsattr -d shows an i; "
+    "or a file system that refuses it); give --outdir another folder",
+    errno.EACCES: "no permission to write there; give --outdir a folder you may write",
+    errno.EROFS: "the file system is read-only; give --outdir a folder elsewhere",
+    errno.ENOENT: "no folder can be made there; give --outdir a folder elsewhere",
+    errno.ENOTDIR: "a part of the path is a file; give --outdir a folder elsewhere",
+}
+
+
+def _cannot_write(outdir: Path, exc: OSError) -> str:
+    code = errno.errorcode.get(exc.errno or 0, "")
+    hint = _WRITE_HINTS.get(exc.errno or 0, "give --outdir a folder you may write")
+    return f"cannot write the output folder {outdir}: {exc.strerror} ({code}) at {exc.filename}: {hint}"
 
 
 def _refuse(message: str, outdir: Path) -> int:
     """Exit 2 with the reason, and say truthfully what became of the output folder."""
     print(f"error: {message}", file=sys.stderr)
     if outdir.exists():
-        print(f"{outdir.name}/ was left unchanged.", file=sys.stderr)
+        print(f"{outdir.name}{'/' if outdir.is_dir() else ''} was left unchanged.", file=sys.stderr)
     elif "CDK8S_OUTDIR" in os.environ:
         # The cdk8s CLI sets CDK8S_OUTDIR, and deletes that folder before it runs the app.
         print(
-            f"{outdir.name}/ is gone: `cdk8s synth` removed it before running the app. Fix the "
+            f"{outdir.name}/ is gone: the cdk8s CLI (make synth-cli) removed it before running the app. Fix the "
             "values and synthesize again; `make synth` keeps the previous dist/ on errors.",
             file=sys.stderr,
         )
@@ -254,15 +303,24 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _arguments([*shlex.split(os.environ.get(ARGS_ENV, "")), *argv])
     # Imported here so that `--help` and argument errors answer without starting node.
-    from app.secrets_store import SECRETS_FILE_ENV, SecretsError, default_secrets_file, resolve_secrets
-    from app.state import StateError, SynthBase
-    from app.values import ConfigError, config_warnings, load_config
+    from app.secrets_store import (
+        SecretsError,
+        default_secrets_file,
+        explicit_secrets_file,
+        resolve_secrets,
+        unknown_variables_warning,
+    )
+    from app.state import STATE_DIR_ENV, StateError, SynthBase
+    from app.values import ConfigError, load_values
 
     outdir = args.outdir.resolve()
+    if outdir.exists() and not outdir.is_dir():
+        return _refuse(f"the output folder {args.outdir} is a file: give --outdir a folder (replaced whole)", outdir)
     try:
-        config = load_config(args.config)
+        values = load_values(args.config)
+        config = values.config
         context, previous = _stack_context(config, outdir)
-        secrets_path = Path(os.environ.get(SECRETS_FILE_ENV) or default_secrets_file(config, PROJECT_DIR))
+        secrets_path = explicit_secrets_file(os.environ) or default_secrets_file(config, PROJECT_DIR)
         applied = {} if "new-secrets" in args.confirm else _applied_secret_keys(config, context, previous, outdir)
         from app.day2 import secret_name
 
@@ -284,8 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         context["secret_values"] = resolved.values
     except (ConfigError, SecretsError, StateError) as exc:
         return _refuse(str(exc), outdir)
-    for warning in config_warnings(config):
+    for warning in values.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if unknown := unknown_variables_warning(os.environ, also_known=(CONFIG_ENV, ARGS_ENV, STATE_DIR_ENV)):
+        print(f"warning: {unknown}", file=sys.stderr)
 
     import cdk8s
 
@@ -293,8 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     from app.summary import summary
     from constructs.checks import ConfigurationConflict, PropsError
 
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
+    except OSError as exc:  # /proc/..., a read-only or immutable parent
+        return _refuse(_cannot_write(outdir, exc), outdir)
     staging.chmod(0o755)  # mkdtemp makes it private; dist/ holds no secret-only files
     try:
         app = cdk8s.App(outdir=str(staging))
@@ -317,13 +380,17 @@ def main(argv: list[str] | None = None) -> int:
             allow_apply_conflicts=args.allow_apply_conflicts,
             config=str(args.config),
         ).write(staging)
-        _replace_dir(staging, outdir)
+        try:
+            _replace_dir(staging, outdir)
+        except OSError as exc:  # a mount point (EBUSY), an immutable folder (EPERM), ...
+            shutil.rmtree(staging, ignore_errors=True)
+            return _refuse(_cannot_write(outdir, exc), outdir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _report(args, result)
     if not args.quiet:
-        print(summary(config, outdir), file=sys.stderr)
+        print(summary(config, outdir, values_file=args.values_file, shown_outdir=args.shown_outdir), file=sys.stderr)
     return 0
 
 

@@ -28,11 +28,11 @@ from typing import Any
 
 from app.procedures import procedure_ref
 from constructs.quantities import parse_memory
+from constructs.workload import JOB_FROZEN_FIELDS  # one list: the rule and the Jobs' names agree
 
 STATEFULSET_MUTABLE = frozenset(
     {"replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"}
 )
-JOB_FROZEN = ("template", "selector", "completions")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _job(old: dict, new: dict) -> list[tuple[str, str, str]]:
             "a Job's pod template, selector and completions cannot change under the same name",
             "Delete the finished Job (`kubectl -n {ns} delete job {name}`) and apply again",
         )
-        for field in JOB_FROZEN
+        for field in JOB_FROZEN_FIELDS
         if old_spec.get(field) != new_spec.get(field)
     ]
 

@@ -4,7 +4,7 @@ Every knob a user can turn lives here, with a description. It is not the constru
 props: SentryStack maps it onto them. Its defaults are the props' own documented
 defaults (`prop_default`), so each is written once, beside its construct; a few are
 the stack's own (marked so). Defaults target a laptop minikube (`minikube start
---memory=4000mb --cpus=2`); `config/production.yaml` shows a real cluster. Models are
+--memory=4000mb --cpus=2 --cni=calico`); `config/production.yaml` shows a real cluster. Models are
 frozen and reject unknown keys, so a typo in a values file is an error rather than a
 silently ignored setting.
 """
@@ -29,7 +29,6 @@ from constructs.endpoints import (
     SslMode,
     ip_address_host,
 )
-from constructs.naming import image_tag
 from constructs.network_policies import NetworkPoliciesOptions
 from constructs.postgres_backup import BackupOptions, OffsiteCopy
 from constructs.postgres_restore import PostgresRestoreOptions
@@ -101,6 +100,26 @@ def _namespace(value: str) -> str:
 
 Namespace = Annotated[DnsLabel, AfterValidator(_namespace)]
 
+# Namespaces that hold other workloads on most clusters: Kubernetes' own default, and those
+# common add-ons install into. The synth cannot look at a cluster; these it can recognise.
+SHARED_NAMESPACES = (
+    "default",
+    "monitoring",
+    "observability",
+    "logging",
+    "ingress-nginx",
+    "cert-manager",
+    "calico-system",
+    "calico-apiserver",
+    "tigera-operator",
+    "local-path-storage",
+    "istio-system",
+    "argocd",
+    "flux-system",
+    "gatekeeper-system",
+    "kubernetes-dashboard",
+)
+
 
 def _server_origin(value: str) -> str:
     """A server's old place: 'in-cluster', or the host of the previous external server."""
@@ -131,8 +150,9 @@ class SecretsConfig(Model):
     existing_secret: KubeName | None = Field(
         default=None,
         description=(
-            "Name of a Secret you create yourself in the namespace, holding the keys listed in "
-            "the README. When set, no Secret is synthesized and dist/ holds no secret material."
+            "Name of a Secret you create yourself in the namespace, holding the keys listed under "
+            "Secrets in docs/configuration.md (the synth's summary lists the ones the configuration "
+            "needs). When set, no Secret is synthesized and dist/ holds no secret material."
         ),
     )
 
@@ -601,7 +621,9 @@ class SentryConfig(Model):
     image: Image = Field(default=prop_default(SentryRuntimeOptions, "image"), description="Stock Sentry image.")
     auth_image: Image = Field(
         default="sentry-k8s/sentry-auth:9.1.2",
-        description="Image with the GitHub/GitLab login plugins, used when a login is enabled.",
+        description="The project's image (images/sentry-auth: the GitHub/GitLab login plugins, the gcs "
+        "filestore's library, psycopg2 built against the image's OpenSSL), used when a login, the gcs "
+        "filestore or TLS to an external PostgreSQL is on.",
     )
     image_pull_policy: PullPolicy = Field(default=prop_default(SentryRuntimeOptions, "image_pull_policy"))
     admin_email: str = Field(
@@ -660,18 +682,6 @@ class SentryConfig(Model):
     )
 
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-
-    @property
-    def effective_image(self) -> str:
-        """The stock image cannot log in with GitHub/GitLab, nor use the gcs filestore; the
-        project's image (plugins and google-cloud-storage) can."""
-        if self.github.login_enabled or self.gitlab.login_enabled or self.filestore.backend == "gcs":
-            return self.auth_image
-        return self.image
-
-    @property
-    def version(self) -> str:
-        return image_tag(self.effective_image)
 
 
 class NetworkConfig(Model):
@@ -758,7 +768,16 @@ class CapacityConfig(Model):
 
 class StackConfig(Model):
     namespace: Namespace = Field(
-        default="sentry", description="Namespace everything is created in; kube-* are refused, default is warned about."
+        default="sentry",
+        description="Namespace everything is created in; kube-* are refused, and so are namespaces "
+        "shared on most clusters (default, monitoring, ...) unless namespace_shared is true.",
+    )
+    namespace_shared: bool = Field(
+        default=False,
+        description="false: the namespace is the stack's own: dist/ creates it, labels it for Pod Security "
+        "restricted and denies every pod in it all traffic by default. true: it exists already and holds "
+        "other workloads: dist/ neither creates nor labels it, and the NetworkPolicies select only the "
+        "stack's own pods.",
     )
     release: DnsLabel = Field(
         default="sentry",
@@ -781,6 +800,33 @@ class StackConfig(Model):
         examples=[{"example.com/owner": "observability"}],
     )
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+
+    @property
+    def sentry_image(self) -> str:
+        """The image every Sentry pod runs. The stock image cannot log in with GitHub/GitLab,
+        nor use the gcs filestore, nor talk TLS to PostgreSQL from its web pods (its
+        psycopg2-binary brings an OpenSSL of its own, and uWSGI, linked with the image's,
+        crashes in SSL_new: docs/cluster.md); the project's image (images/sentry-auth) can."""
+        sentry, external = self.sentry, self.postgres.external
+        if (
+            sentry.github.login_enabled
+            or sentry.gitlab.login_enabled
+            or sentry.filestore.backend == "gcs"
+            or (external.host and external.sslmode != "disable")
+        ):
+            return sentry.auth_image
+        return sentry.image
+
+    @model_validator(mode="after")
+    def _shared_namespace_is_said_to_be(self) -> StackConfig:
+        if self.namespace in SHARED_NAMESPACES and not self.namespace_shared:
+            raise ValueError(
+                f"namespace: {self.namespace!r} holds other workloads on most clusters: the stack would label it "
+                "for Pod Security restricted and deny every pod in it all traffic. Choose a namespace of the "
+                "stack's own (e.g. sentry), or set namespace_shared: true (the stack then neither creates nor "
+                "labels it, and its NetworkPolicies select only its own pods)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _shared_filestore_on_several_nodes(self) -> StackConfig:

@@ -166,6 +166,10 @@ def resolve_secrets(
         )
     for key in required_keys(config):
         value = env.get(key.env_var) or stored.get(key.key)
+        problem = unusable_value(key, value, config)
+        if problem:
+            source = key.env_var if env.get(key.env_var) else f"{path}, key {key.key}"
+            raise SecretsError(f"secret {key.key!r} from {source}: {problem}")
         if not value:
             if not inventable(key, config):
                 raise SecretsError(
@@ -184,3 +188,56 @@ def resolve_secrets(
             file=sys.stderr,
         )
     return ResolvedSecrets(values=values, generated=tuple(generated), path=path)
+
+
+def unusable_value(key: SecretKey, value: str | None, config: StackConfig) -> str | None:
+    """Why a given secret value would break the stack, if it would (the value is never named).
+
+    The in-cluster Redis reads its password from a config file that redis-server.sh writes as
+    one quoted line; it escapes backslashes and double quotes, and every other character
+    stands as it is (tests/test_redis_scripts.py runs them against a real redis-server), but a
+    line break ends the line and redis-server refuses the file ("Unbalanced quotes") in a
+    crash loop. An external Redis has its own password, whatever it holds."""
+    if key == REDIS_PASSWORD and value and not config.redis.external.host and "\n" in value:
+        return (
+            "contains a line break, which the in-cluster Redis cannot take: redis-server would refuse "
+            "its configuration (Unbalanced quotes) and never start. Use a password on one line."
+        )
+    return None
+
+
+def explicit_secrets_file(environ: Mapping[str, str]) -> Path | None:
+    """The secrets file SENTRY_K8S_SECRETS_FILE names, if it names one that can be used.
+
+    A path into a folder that does not exist is a typo far more often than a wish for new
+    passwords: without this, the synth would generate a new set and write it to a new
+    folder, and a stack initialised with the old ones would be locked out of its own
+    databases."""
+    given = environ.get(SECRETS_FILE_ENV)
+    if not given:
+        return None
+    path = Path(given)
+    if path.is_dir():
+        raise SecretsError(f"{SECRETS_FILE_ENV}={given}: is a folder; name the secrets file (a .yaml file) in it")
+    if not path.parent.is_dir():
+        raise SecretsError(
+            f"{SECRETS_FILE_ENV}={given}: the folder {path.parent} does not exist. Fix the path; for a "
+            "new stack, create the folder first (mkdir -p, mode 700): a missing file is then filled "
+            "with new passwords."
+        )
+    return path
+
+
+def unknown_variables_warning(environ: Mapping[str, str], also_known: tuple[str, ...] = ()) -> str | None:
+    """A warning naming the SENTRY_K8S_* variables nothing reads, with the ones that are read.
+
+    A misspelt secret variable (SENTRY_K8S_POSTGRES_PASWORD) is otherwise ignored without a
+    word, and the synth then takes the value from the secrets file or generates one."""
+    known = {SECRETS_FILE_ENV, *also_known, *(k.env_var for k in ALL_KEYS)}
+    unknown = sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)
+    if not unknown:
+        return None
+    return (
+        f"{', '.join(unknown)}: not read by the synth (a typo?); the {ENV_PREFIX}* variables it reads "
+        f"are {', '.join(sorted(known))}"
+    )

@@ -1,7 +1,7 @@
 """SentryStack: the values file's stack, as charts: one file each in dist/.
 
 - `00-namespace`: the Namespace, first, so `kubectl apply -f dist/` creates it before
-  anything that lives in it;
+  anything that lives in it (absent with `namespace_shared`: that namespace exists already);
 - `10-secrets`: the Secret alone, so the rest of dist/ can be reviewed, diffed or
   committed without secret material (absent with `secrets.existing_secret`);
 - `20-sentry`: everything else: the `Sentry` construct (constructs/sentry.py), which makes
@@ -71,13 +71,16 @@ class SentryStack:
 
     def __init__(self, app: cdk8s.App, config: StackConfig, secret_values: Mapping[str, str]) -> None:
         self.config = config
-        version = image_tag(config.sentry.effective_image)
+        version = image_tag(config.sentry_image)
         own = Component(release=config.release, app="sentry", component="namespace", version=version, part_of="sentry")
-        self.namespace = SentryNamespace(
-            cdk8s.Chart(app, "00-namespace", disable_resource_name_hashes=True),
-            "namespace",
-            SentryNamespaceProps(name=config.namespace, component=own),
-        )
+        # A shared namespace exists already and is not the stack's to label (namespace_shared).
+        self.namespace = None
+        if not config.namespace_shared:
+            self.namespace = SentryNamespace(
+                cdk8s.Chart(app, "00-namespace", disable_resource_name_hashes=True),
+                "namespace",
+                SentryNamespaceProps(name=config.namespace, component=own),
+            )
         if secret_values:
             StackSecrets(
                 self._chart(app, "10-secrets"),
@@ -113,8 +116,8 @@ class SentryStack:
             sentry=_props(
                 SentryRuntimeOptions,
                 sentry,
-                # The login plugins and the gcs filestore need the project's image.
-                image=sentry.effective_image,
+                # The login plugins, the gcs filestore and TLS to PostgreSQL need the project's image.
+                image=config.sentry_image,
                 filestore=_filestore(sentry.filestore),
             ),
             web=_props(
@@ -135,7 +138,9 @@ class SentryStack:
             cleanup=_props(SentryCleanupOptions, sentry.cleanup) if sentry.cleanup.enabled else None,
             backup=_backup_options(backup) if backup.enabled else None,
             metrics=_props(StatsdExporterOptions, sentry.metrics) if sentry.metrics.enabled else None,
-            network_policies=_props(NetworkPoliciesOptions, config.network) if config.network.policies else None,
+            network_policies=_props(NetworkPoliciesOptions, config.network, namespace_wide=not config.namespace_shared)
+            if config.network.policies
+            else None,
             service_account=ServiceAccountOptions(annotations=dict(config.service_account_annotations)),
             pods=config.pods,
             # minikube or one named node: every pod shares it (capacity.target).

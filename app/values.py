@@ -9,14 +9,16 @@ allowed>)`, the way a user would fix it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from app.config import StackConfig
+from app.ignored import findings
 
 
 class ConfigError(ValueError):
@@ -104,17 +106,40 @@ def merge_onto_defaults(model: type[BaseModel], defaults: dict[str, Any], data: 
     return merged
 
 
-def parse_config(data: object, source: str = "configuration") -> StackConfig:
+@dataclass(frozen=True)
+class Values:
+    """A values file read: the configuration it makes, and the mapping it wrote (what the
+    user set explicitly, which the merged configuration no longer tells)."""
+
+    config: StackConfig
+    given: Mapping[str, Any]
+    source: str
+
+    @property
+    def warnings(self) -> list[str]:
+        """Settings the stack ignores, and combinations that work only with help from outside it."""
+        return [f"{self.source}: {f.render()}" for f in findings(self.given, self.config) if not f.refuse]
+
+
+def parse_values(data: object, source: str = "configuration") -> Values:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, not {type(data).__name__}")
     merged = merge_onto_defaults(StackConfig, StackConfig().model_dump(), data)
     try:
-        return StackConfig.model_validate(merged)
+        config = StackConfig.model_validate(merged)
     except ValidationError as exc:
         problems = [_describe(dict(e)) for e in exc.errors()]
         raise ConfigError("\n".join(f"{source}: {p}" for p in problems)) from None
+    refused = [f for f in findings(data, config) if f.refuse]
+    if refused:
+        raise ConfigError("\n".join(f"{source}: {f.render()}" for f in refused))
+    return Values(config, data, source)
+
+
+def parse_config(data: object, source: str = "configuration") -> StackConfig:
+    return parse_values(data, source).config
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -154,73 +179,11 @@ def read_values_text(path: Path) -> str:
         ) from None
 
 
-def config_warnings(config: StackConfig) -> list[str]:
-    """Choices that work but that a user should know about; main.py prints them."""
-    warnings = []
-    if config.namespace == "default":
-        warnings.append(
-            "namespace 'default': the stack labels its namespace for Pod Security 'restricted' and "
-            "denies all traffic by default there, which affects every other workload in 'default'; "
-            "a namespace of its own (e.g. sentry) is safer"
-        )
-    return warnings + url_prefix_warnings(config)
-
-
-def _host_matches(host: str, pattern: str) -> bool:
-    """An Ingress host rule: exact, or `*.` matching exactly one leading label."""
-    if pattern.startswith("*."):
-        label, _, rest = host.partition(".")
-        return bool(label) and rest == pattern[2:]
-    return host == pattern
-
-
-def url_prefix_warnings(config: StackConfig) -> list[str]:
-    """sentry.url_prefix is what Sentry writes into DSNs, mail links and OAuth callbacks: it
-    must be where the stack answers. Warnings, not errors: a proxy or load balancer in front
-    (TLS terminated there, another port) is a legitimate reason for each difference."""
-    url = config.sentry.url_prefix
-    if not url:
-        return []
-    parts = urlsplit(url)
-    host, scheme = parts.hostname or "", parts.scheme
-    web = config.sentry.web
-    ingress = web.ingress
-    links = "DSNs, mail links and OAuth callbacks"
-    found = []
-    if ingress.enabled:
-        if not _host_matches(host, ingress.host):
-            found.append(
-                f"sentry.url_prefix {url} names the host {host}, but the Ingress serves only "
-                f"sentry.web.ingress.host {ingress.host}: {links} would point where this Ingress does "
-                "not answer (set both to the same host)"
-            )
-        if scheme == "https" and not ingress.tls_secret:
-            found.append(
-                f"sentry.url_prefix {url} is https, but the Ingress has no sentry.web.ingress.tls_secret: "
-                f"unless TLS is terminated in front of it, {links} point at a TLS port nothing serves"
-            )
-        if scheme == "http" and ingress.tls_secret:
-            found.append(
-                f"sentry.url_prefix {url} is plain http although the Ingress serves TLS: {links} would "
-                "send users and clients over plain HTTP (use https://)"
-            )
-    elif web.service_type == "NodePort":
-        if scheme == "https":
-            found.append(
-                f"sentry.url_prefix {url} is https, but without an Ingress nothing in this stack serves TLS "
-                f"(the NodePort {web.node_port} is plain HTTP): unless TLS is terminated in front of it, "
-                f"{links} point at a TLS port nothing serves"
-            )
-        elif (parts.port or 80) != web.node_port:
-            found.append(
-                f"sentry.url_prefix {url} is port {parts.port or 80}, but Sentry answers on NodePort "
-                f"{web.node_port} (sentry.web.node_port): unless a proxy forwards that port, {links} point "
-                "where nothing answers"
-            )
-    return found
-
-
 def load_config(path: Path) -> StackConfig:
+    return load_values(path).config
+
+
+def load_values(path: Path) -> Values:
     text = read_values_text(path)
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # _StrictLoader is a SafeLoader
@@ -229,4 +192,4 @@ def load_config(path: Path) -> StackConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    return parse_config(data, str(path))
+    return parse_values(data, str(path))

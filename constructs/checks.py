@@ -138,7 +138,8 @@ def cidr(value: str) -> None:
         raise ValueError(f"{value!r} is not a CIDR block such as 0.0.0.0/0 or 10.0.0.0/8: {exc}") from None
 
 
-_IMAGE = re.compile(r"^[^\s:@]+(:[A-Za-z0-9_.-]+)?(@sha256:[0-9a-f]{64})?$")
+# [registry[:port]/]path[:tag][@sha256:digest]: the only colon before the tag is a registry's port.
+_IMAGE = re.compile(r"^([^\s/:@]+:[0-9]+/)?[^\s:@]+(:[A-Za-z0-9_.-]+)?(@sha256:[0-9a-f]{64})?$")
 
 
 def image_reference(value: str) -> None:

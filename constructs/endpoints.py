@@ -60,6 +60,8 @@ class PostgresEndpoint(Protocol):
     can_dump_roles: bool
     """Whether `user` may read every role's attributes (pg_dumpall --globals-only): a
     superuser of an in-cluster server, but not the owner role of a managed one."""
+    tls: bool
+    """Whether clients talk TLS to it (an sslmode other than disable)."""
     network: NetworkTarget
 
     def client_env(
@@ -200,6 +202,7 @@ class ExternalPostgres(Construct):
         self.can_dump_roles = props.can_dump_roles
         self.secret = props.secret
         self.sslmode = props.sslmode
+        self.tls = props.sslmode != "disable"
         self.ca = props.ca
         self.network = NetworkTarget(port=props.port, cidrs=host_cidrs(props.host, props.cidrs))
         # One CA volume per pod (scope), however many of its containers mount it.

@@ -1,9 +1,10 @@
-"""NetworkPolicies: deny everything in the namespace, then allow what the stack needs.
+"""NetworkPolicies: deny everything, then allow what the stack needs.
 
 A connection needs an egress rule on the client's pod and an ingress rule on the
 server's pod; pods are selected by the standard labels (naming.py).
-- `<release>-default-deny`: every pod in the namespace, no ingress, no egress;
-- `<release>-dns`: every pod may query the cluster DNS on port 53 (UDP and TCP);
+- `<release>-default-deny`: every pod of the tier (or of the namespace, `namespace_wide`),
+  no ingress, no egress;
+- `<release>-dns`: those pods may query the cluster DNS on port 53 (UDP and TCP);
 - web: ingress on its port from anywhere (Service, NodePort, LoadBalancer); when an Ingress
   is the only way in, from the Ingress controller's namespace only, as web then trusts the
   X-Forwarded-* headers a client could otherwise set itself (kubelet probes come from the
@@ -62,6 +63,11 @@ class NetworkPoliciesOptions:
     egress_except_cidrs: Sequence[Cidr] = PRIVATE_CIDRS
     """Carved out of every egress CIDR above that contains them. Default: the private,
     shared and link-local IPv4 ranges (pod, service and node networks, cloud metadata)."""
+    namespace_wide: bool = False
+    """Whether the default-deny and DNS policies select every pod of the namespace (true: a
+    namespace of the tier's own, where a pod anyone else starts is denied too) or only the
+    tier's own pods, by their instance and part-of labels (false: a namespace shared with other
+    workloads, which the tier's policies must leave alone). Default: false."""
     ingress_namespace: DnsLabel | None = "ingress-nginx"
     """Namespace of the Ingress controller's pods. When an Ingress is the only way in to web
     (a ClusterIP Service), only they may reach the web port: web then trusts the
@@ -75,7 +81,8 @@ class NetworkPoliciesProps(NetworkPoliciesOptions):
     """Props of NetworkPolicies: the options, and the pods and servers they connect."""
 
     stack: Component
-    """Names and labels of the namespace-wide policies (default deny, DNS)."""
+    """Names and labels of the default-deny and DNS policies; without `namespace_wide`, they
+    select the pods of its release and part-of."""
     web: Component
     """The web pods: reachable from anywhere on `web_port`."""
     web_port: Port
@@ -149,7 +156,12 @@ class NetworkPolicies(Construct):
         super().__init__(scope, id)
         self.props = props
         stack = props.stack
-        self._policy("default-deny", f"{stack.release}-default-deny", stack, {})
+        # Every pod of the tier carries its release's instance and part-of labels (naming.py).
+        tier = {"app.kubernetes.io/instance": stack.release}
+        if stack.part_of:
+            tier["app.kubernetes.io/part-of"] = stack.part_of
+        everyone = {} if props.namespace_wide else tier
+        self._policy("default-deny", f"{stack.release}-default-deny", stack, everyone)
         dns_ports = [k8s.NetworkPolicyPort(protocol=p, port=k8s.IntOrString.from_number(53)) for p in ("UDP", "TCP")]
         dns_peers = None
         if props.dns_namespace is not None:
@@ -165,7 +177,7 @@ class NetworkPolicies(Construct):
             "dns",
             f"{stack.release}-dns",
             stack,
-            {},
+            everyone,
             egress=[k8s.NetworkPolicyEgressRule(to=dns_peers, ports=dns_ports)],
         )
 

@@ -115,6 +115,9 @@ class PostgresWithBackup(Construct):
         self.database = props.database
         # The image's POSTGRES_USER is the server's superuser: it may dump every role.
         self.can_dump_roles = True
+        # The image's server has no certificate: clients connect in the clear, inside the
+        # namespace (NetworkPolicies admit only the stack's pods).
+        self.tls = False
         self.network = NetworkTarget(port=POSTGRES_PORT, pods=comp)
         self.service = service_for(
             self, comp, [kplus.ServicePort(name="postgresql", port=POSTGRES_PORT, target_port=POSTGRES_PORT)]

@@ -136,6 +136,16 @@ class SentryProps:
                 f"image {self.sentry.image} has neither the GitHub/GitLab login plugins nor the gcs "
                 "filestore's library: build images/sentry-auth and give it as sentry.image",
             )
+        if stock and isinstance(self.postgres, PostgresEndpoint) and self.postgres.tls:
+            fail(
+                self,
+                "postgres",
+                f"a PostgreSQL reached over TLS needs another image than {self.sentry.image}: its "
+                "psycopg2-binary brings an OpenSSL of its own, and the web pods' uWSGI, linked with "
+                "the image's, crash in SSL_new on the first connection (docs/cluster.md). Build "
+                "images/sentry-auth (psycopg2 built against the image's OpenSSL) and give it as "
+                "sentry.image, or use sslmode disable on a private network",
+            )
 
 
 class Sentry(Construct):

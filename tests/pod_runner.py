@@ -99,7 +99,8 @@ SUBSTITUTIONS: tuple[Substitution, ...] = (
     Substitution(
         "the image sentry-k8s/sentry-auth:9.1.2 (images/sentry-auth)",
         "the sentry:9.1.2 model plus the PyPI packages of images/sentry-auth/requirements.txt "
-        "(a site folder only this image's containers see); sentry-auth-github is missing",
+        "and its psycopg2 built from source against this machine's libpq and OpenSSL (a site folder "
+        "only this image's containers see, first on their path); sentry-auth-github is missing",
         "sentry-auth-github is published only on GitHub (PyPI lists the name with no file), "
         "which these machines cannot reach",
     ),
@@ -288,7 +289,11 @@ def _sentry_model(image: str, install: SentryInstall, with_auth_plugins: bool) -
         # onbuild's `pip install -r requirements.txt` put the plugins beside Sentry; here they
         # are a site folder that only this image's view adds (google-* need its .pth files).
         (site,) = install.venv.glob("lib/python2.7/site-packages")
-        files[f"{site}/sentry-auth-image.pth"] = f"import site; site.addsitedir({str(install.auth_site)!r})\n"
+        # First on the path: the image's psycopg2, built from source, replaced the wheel's.
+        auth = str(install.auth_site)
+        files[f"{site}/sentry-auth-image.pth"] = (
+            f"import site, sys; site.addsitedir({auth!r}); sys.path.remove({auth!r}); sys.path.insert(0, {auth!r})\n"
+        )
     return ImageModel(
         image=image,
         # The image's ENV lines (python:2.7.16-slim-stretch, then docker-sentry's own).

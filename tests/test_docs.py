@@ -69,6 +69,12 @@ def test_readme_walkthrough_starts_minikube_as_the_capacity_check_assumes() -> N
     assert (capacity.target, capacity.cni) == ("minikube", "calico")
     assert "minikube start --memory=4000mb --cpus=2 --cni=calico" in README
     assert "--memory=4000mb --cpus=2 --cni=calico" in (PROJECT_DIR / "tools" / "e2e.sh").read_text()
+    # Every `minikube start` with flags that a user may copy starts it that way (config/minikube.yaml's did not).
+    for name, (text, _) in TEXTS.items():
+        if name.endswith((".py", ".sh")):
+            continue
+        for start in re.findall(r"\bminikube start --[^`\n]*", text):
+            assert "--memory=4000mb --cpus=2 --cni=calico" in start or "--cni=" in start, (name, start)
 
 
 def test_configuration_reference_matches_the_model() -> None:
@@ -283,35 +289,190 @@ def test_the_real_sentry_tiers_substitutions_are_the_runners() -> None:
     assert substitutions_markdown() in block, "run: .venv/bin/python -m tests.pod_runner --write docs/development.md"
 
 
-# Where the code sends a user: "docs/operations.md, <heading>", "…md, “<heading>”" or "…md#anchor".
-NAMED_SECTION = re.compile(r"docs/(\w+)\.md, “?([A-Z][^.,;:”)\n]+)")
-ANCHORED_SECTION = re.compile(r"docs/(\w+)\.md#([a-z0-9-]+)")
-CODE_THAT_POINTS_AT_DOCS = [
+# --- References that point somewhere: sections, files, make targets, commands (issue 22, 8) ---
+
+MAKEFILE = (PROJECT_DIR / "Makefile").read_text(encoding="utf-8")
+MAKE_TARGETS = set(re.findall(r"^([a-z][a-z0-9-]*):", MAKEFILE, flags=re.M))
+CONFIG_FILES = sorted((PROJECT_DIR / "config").glob("*.yaml"))
+# Where the code tells a user what to run or read: messages, docstrings, comments.
+CODE_FILES = [
+    PROJECT_DIR / "main.py",
+    PROJECT_DIR / "cdk8s.yaml",
+    PROJECT_DIR / "Makefile",
     *sorted((PROJECT_DIR / "app").glob("*.py")),
     *sorted((PROJECT_DIR / "constructs").glob("*.py")),
     *sorted((PROJECT_DIR / "constructs" / "scripts").glob("*.sh")),
     *sorted((PROJECT_DIR / "tools").glob("*.py")),
-    PROJECT_DIR / "main.py",
+    *sorted((PROJECT_DIR / "tools").glob("*.sh")),
 ]
 
 
-def test_every_section_the_code_names_is_a_heading_of_its_document() -> None:
-    """A refusal, a script's error or a setting's description that names a procedure sends the
-    user to a heading that exists (issue 19: "every procedure named in a refusal is in the docs,
-    under that name")."""
+def _comments(path: Path) -> str:
+    """A values file's comments: what a user reads there."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(line.split("#", 1)[1] for line in lines if "#" in line)
+
+
+# name -> (text, whether it is a document whose code blocks are commands to run)
+TEXTS = {
+    **{str(p.relative_to(PROJECT_DIR)): (p.read_text(encoding="utf-8"), True) for p in DOC_FILES},
+    **{str(p.relative_to(PROJECT_DIR)): (_comments(p), False) for p in CONFIG_FILES},
+    **{str(p.relative_to(PROJECT_DIR)): (p.read_text(encoding="utf-8"), False) for p in CODE_FILES},
+}
+
+
+def _sections(text: str) -> set[str]:
+    """A document's sections as prose names them: its headings (also up to a colon), and the
+    bold words that open a paragraph (docs/cluster.md's **Metrics**)."""
+    prose = _prose(text)
+    headings = {h.strip() for h in re.findall(r"^#+ (.+)$", prose, flags=re.M)}
+    leads = set(re.findall(r"(?:^|\n\n)\*\*([^*]+)\*\*", prose))
+    names = headings | {h.split(":", 1)[0] for h in headings} | leads
+    return {n.strip().lower() for n in names}
+
+
+def _commands(text: str, runnable_blocks: bool) -> list[str]:
+    """What a text tells to run: spans in backticks, and the lines of its shell code blocks."""
+    commands = re.findall(r"`([^`\n]+)`", text)
+    if runnable_blocks:
+        for block in re.findall(r"```(?:sh|bash|console)?\n(.*?)```", text, flags=re.S):
+            commands += [line.strip() for line in block.splitlines()]
+    return commands
+
+
+def test_every_make_target_named_exists() -> None:
+    named = 0
+    for name, (text, runnable) in TEXTS.items():
+        if name.startswith("constructs/"):
+            continue  # notes on how the images were built (CPython's `make install`), not this Makefile
+        targets = [c.split()[1] for c in _commands(text, runnable) if re.match(r"make [a-z]", c)]
+        targets += re.findall(r"\(make ([a-z][a-z0-9-]*)", text)  # "the cdk8s CLI (make synth-cli)"
+        for target in targets:
+            assert target in MAKE_TARGETS, f"{name}: `make {target}`: no such target in the Makefile"
+            named += 1
+    assert named >= 20, "the patterns find the references"
+
+
+def test_no_command_that_is_not_on_the_path() -> None:
+    # The pinned cdk8s CLI lives in tools/node_modules: `make synth-cli` runs it. (The tools'
+    # own notes on what they run with that CLI are for developers, and left out.)
+    for name, (text, runnable) in TEXTS.items():
+        if name.startswith(("tools/", "constructs/")):
+            continue
+        for command in _commands(text, runnable):
+            assert not re.match(r"(\$ )?cdk8s ", command), f"{name}: `{command}`: cdk8s is not on PATH (make synth-cli)"
+
+
+def test_every_readme_section_named_exists() -> None:
+    readme = _sections(README)
+    for name, (text, _) in TEXTS.items():
+        titled = re.findall(r"README(?:'s|:) “?([A-Z][\w-]*(?: [A-Z][\w-]*)*)", text)
+        described = re.findall(r"README's ([\w -]+?) (?:section|reference)\b", text)
+        for section in titled + described:
+            assert section.lower() in readme, f"{name}: the README has no section {section!r}"
+
+
+def test_every_docs_section_named_exists() -> None:
+    named = 0
+    for name, (text, _) in TEXTS.items():
+        for doc_name, section in re.findall(r"docs/(\w+)\.md, “?([A-Z][^.,;:”)\n]*[^.,;:”)\n\s])", text):
+            assert section.lower() in _sections(doc(f"{doc_name}.md")), f"{name}: {doc_name}.md has no {section!r}"
+            named += 1
+        for doc_name, slug in re.findall(r"(?<![(\w/])docs/(\w+)\.md#([a-z0-9-]+)", text):
+            assert slug in _anchors(doc(f"{doc_name}.md")), f"{name}: docs/{doc_name}.md#{slug}: no such heading"
+            named += 1
+    assert named >= 5, "the patterns find the references"
+
+
+# Paths into the project as prose and commands name them (generated folders excluded).
+PROJECT_PATH = re.compile(
+    r"(?<![\w./<-])((?:app|constructs|config|docs|tests|tools|images|imports|\.github|\.ci)/[\w./-]*\w)"
+)
+
+
+@pytest.mark.parametrize("name", [n for n in TEXTS if not n.endswith(".py")])
+def test_every_project_file_named_exists(name: str) -> None:
+    text, _ = TEXTS[name]
+    for path in PROJECT_PATH.findall(text):
+        assert (PROJECT_DIR / path).exists(), f"{name}: {path}: no such file or folder"
+
+
+def test_the_values_examples_in_the_docs_are_accepted() -> None:
+    """Every YAML block of the docs that is a values file (its keys are the model's) validates;
+    what a comment in it offers as a value is tried too (docs/login.md once offered
+    `http://host` as a GitLab's base_domain, which the synth refuses)."""
+    import yaml
+
+    from app.config import StackConfig
+    from app.values import ConfigError, parse_config
+
+    found = 0
+    for path in DOC_FILES:
+        for block in re.findall(r"^( *)```yaml\n(.*?)^\1```", path.read_text(encoding="utf-8"), flags=re.S | re.M):
+            text = "\n".join(line[len(block[0]) :] for line in block[1].splitlines())
+            data = yaml.safe_load(text)
+            if not isinstance(data, dict) or not set(data) <= set(StackConfig.model_fields):
+                continue
+            parse_config(data, path.name)
+            found += 1
+            assert "http://host" not in text
+    assert found >= 2
+    with pytest.raises(ConfigError, match=r"sentry\.gitlab\.base_domain"):
+        parse_config(
+            {"sentry": {"gitlab": {"login_enabled": True, "application_id": "a", "base_domain": "http://git"}}}
+        )
+
+
+def test_the_benchmarks_dataset_size_is_the_measured_one_only() -> None:
+    """The dataset's size is what tools/bench_backup.py measures and writes into its block; no
+    other place types one (the Makefile, the script's own docstring and the prose said three
+    different sizes)."""
+    from tools import bench_backup
+
+    size = re.compile(r"~?\b\d[\d.]* ?[GM]i?B\b")
+    (bench_help,) = [line for line in MAKEFILE.splitlines() if line.startswith("bench:")]
+    assert not size.search(bench_help), bench_help
+    assert not size.search(bench_backup.__doc__ or ""), "tools/bench_backup.py's docstring"
+    development = _prose(doc("development.md"))
+    assert not size.search(development.split("### Backup and restore", 1)[1]), "the prose around the table"
+    measured = block_of(doc("development.md"), *_bench("bench_backup")[::2])
+    assert re.search(r"^dataset: database sentry, \d+ MiB", measured, re.M)
+
+
+def _jsii_node_support() -> tuple[str, list[int]]:
+    """When the pinned jsii ended Node 20's support, and the majors it supports: read from the
+    runtime it bundles (the table its end-of-life banner prints)."""
+    import datetime
+
+    import jsii
+
+    runtime = (Path(jsii.__file__).parent / "_embedded" / "jsii" / "bin__jsii-runtime.js").read_text()
+    releases = dict(re.findall(r"new NodeRelease\((\d+),\{endOfLife:new Date\(\"([\d-]+)\"\)\}", runtime))
+    months = int(re.search(r"DEFAULT_EXTENDED_SUPPORT_MONTHS=(\d+)", runtime)[1])
+    end = datetime.date.fromisoformat(releases["20"])
+    month = end.month - 1 + months
+    end = end.replace(year=end.year + month // 12, month=month % 12 + 1)
+    supported = sorted(int(m) for m, eol in releases.items() if eol > end.isoformat())
+    return end.isoformat(), supported
+
+
+def test_the_readme_and_setup_say_what_jsii_says_about_node() -> None:
+    end, supported = _jsii_node_support()
+    assert supported == [22, 24]
+    prerequisites = README.split("## Prerequisites", 1)[1].split("\n## ", 1)[0]
+    plain = " ".join(prerequisites.split())
+    assert f"Prefer Node.js 22 or 24: jsii, which cdk8s runs on, supports only those since {end}" in plain
+    assert "Node.js 20+" in plain
+    setup = (PROJECT_DIR / "tools" / "setup.sh").read_text()
+    assert f"JSII_NODE20_END={end}\n" in setup
+    assert "$node_major -ge 20 ]]" in setup, "setup.sh's minimum is the README's"
+    assert 'JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20"' in (PROJECT_DIR / "main.py").read_text()
+
+
+def test_every_procedure_a_refusal_names_is_a_heading_of_the_operations_guide() -> None:
+    """Issue 19: every procedure named in a refusal is in the docs, under that name."""
     from app.procedures import PROCEDURES, anchor
 
-    named = 0
-    for path in CODE_THAT_POINTS_AT_DOCS:
-        text = path.read_text(encoding="utf-8")
-        for name, title in NAMED_SECTION.findall(text):
-            headings = {h.strip() for h in re.findall(r"^#+ (.+)$", doc(f"{name}.md"), flags=re.M)}
-            # "Capacity" names "Capacity: why ...": a heading's words up to its colon will do.
-            short = {h.split(":", 1)[0] for h in headings}
-            assert title.strip() in headings | short, f"{path.name} names {name}.md, “{title}”: no such heading"
-            named += 1
-        for name, slug in ANCHORED_SECTION.findall(text):
-            assert slug in _anchors(doc(f"{name}.md")), f"{path.name}: {name}.md#{slug}: no such heading"
-    assert named >= 5, "the pattern finds the references"
+    assert PROCEDURES
     for title in PROCEDURES.values():
         assert anchor(title) in _anchors(doc("operations.md")), title

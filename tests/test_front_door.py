@@ -64,11 +64,15 @@ db = ExternalPostgres(
     ),
 )
 cache = ExternalRedis(chart, "cache", ExternalRedisProps(host="10.0.9.15", secret=secret))
-files = SentryRuntimeOptions(filestore=S3Filestore(bucket="sentry-files", access_key_id="AKIAEXAMPLE"))
+# TLS to PostgreSQL and S3 (docs/cluster.md): the project's image, and a key for the bucket.
+options = SentryRuntimeOptions(
+    image="sentry-k8s/sentry-auth:9.1.2",
+    filestore=S3Filestore(bucket="sentry-files", access_key_id="AKIAEXAMPLE"),
+)
 Sentry(
     chart,
     "sentry",
-    SentryProps(secret=secret, postgres=db, redis=cache, sentry=files, cron=None, cleanup=None, backup=None),
+    SentryProps(secret=secret, postgres=db, redis=cache, sentry=options, cron=None, cleanup=None, backup=None),
 )
 app.synth()
 """
@@ -129,6 +133,16 @@ def test_the_user_app_passes_strict_schemas_and_pod_security_restricted(
     for obj in user_app_output:
         for spec in pod_specs(obj):
             assert restricted_violations({}, spec) == [], obj["metadata"]["name"]
+
+
+def test_the_user_apps_policies_leave_the_other_pods_of_its_namespace_alone(user_app_output: list[dict]) -> None:
+    # A library user's namespace ("tools") holds their other workloads: no policy of the tier
+    # may select every pod there (NetworkPoliciesOptions.namespace_wide is off by default).
+    policies = [o for o in user_app_output if o["kind"] == "NetworkPolicy"]
+    assert policies
+    for policy in policies:
+        labels = policy["spec"]["podSelector"].get("matchLabels", {})
+        assert labels.get("app.kubernetes.io/instance") == "sentry", policy["metadata"]["name"]
 
 
 # --- each construct's checks ----------------------------------------------------------------
@@ -194,7 +208,7 @@ def _external(chart: cdk8s.Chart) -> dict[str, Any]:
         "postgres": ExternalPostgres(
             chart,
             "db",
-            ExternalPostgresProps(host="db.internal", secret=secret, client_image="postgres:15.8", sslmode="require"),
+            ExternalPostgresProps(host="db.internal", secret=secret, client_image="postgres:15.8", sslmode="disable"),
         ),
         "redis": ExternalRedis(chart, "cache", ExternalRedisProps(host="10.0.9.15", secret=secret)),
     }
@@ -340,3 +354,17 @@ def test_hardening_takes_a_token_away_even_from_a_pod_that_asked_for_one() -> No
     spec = obj["spec"]["template"]["spec"]
     assert spec["automountServiceAccountToken"] is False
     assert spec["enableServiceLinks"] is False
+
+
+def test_sentry_refuses_tls_to_postgres_on_the_stock_image() -> None:
+    chart = _chart()
+    secret = _secret(chart)
+    tls = ExternalPostgres(
+        chart,
+        "db",
+        ExternalPostgresProps(host="db.internal", secret=secret, client_image="postgres:15.8", sslmode="require"),
+    )
+    with pytest.raises(PropsError, match=r"SentryProps\.postgres: a PostgreSQL reached over TLS needs another image"):
+        SentryProps(secret=secret, postgres=tls, single_node=True)
+    own_image = SentryRuntimeOptions(image="sentry-k8s/sentry-auth:9.1.2")
+    assert SentryProps(secret=secret, postgres=tls, single_node=True, sentry=own_image).postgres is tls

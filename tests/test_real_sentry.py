@@ -580,14 +580,14 @@ def test_the_external_database_is_reached_with_verify_full_only() -> None:
     assert authorized and all("SSL enabled" in line for line in authorized), authorized[:5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uWSGI (built with the system's OpenSSL, as in the image) and psycopg2-binary 2.7.7 (its own "
-    "libssl 1.0.2q) load two libssl: the web workers segfault in SSL_new on every TLS connection to "
-    "PostgreSQL (psycopg/psycopg2#543, getsentry/sentry#14244); reported, not fixed here",
-)
 def test_web_pods_serve_with_the_external_database_over_tls() -> None:
+    # With the stock image's psycopg2-binary (its own OpenSSL 1.0.2) beside uWSGI (linked with
+    # the system's), every web worker crashed in SSL_new on its first TLS connection
+    # (psycopg/psycopg2#543, getsentry/sentry#14244). TLS to PostgreSQL therefore runs the
+    # project's image, whose psycopg2 is built against the image's own OpenSSL.
     stack = _external()
+    (web_container,) = stack.dist.get("Deployment", "sentry-web")["spec"]["template"]["spec"]["containers"]
+    assert web_container["image"] == "sentry-k8s/sentry-auth:9.1.2"
     web = stack.start("Deployment", "sentry-web")
     try:
         web.wait_until("web", "readinessProbe", 120)

@@ -56,7 +56,7 @@ class Redis:
     def start(self) -> Redis:
         self.proc = subprocess.Popen(self.container["command"], env=self.env, text=True, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while _cli(self.port, "ping").stdout.strip() != "PONG":
+        while _cli(self.port, "ping", password=self.env["REDISCLI_AUTH"]).stdout.strip() != "PONG":
             assert self.proc.poll() is None, "redis-server exited"
             assert time.monotonic() < deadline, "redis-server did not answer"
             time.sleep(0.05)
@@ -235,6 +235,26 @@ def test_wait_for_redis_gives_up_on_a_wrong_password(default_dist: Dist, redis: 
     assert "not-the-password" not in result.stdout + result.stderr
 
 
+# Passwords with every character redis-server.sh must carry into Redis's quoted config line:
+# quotes, backslashes (alone, at the end, before what Redis reads as an escape), spaces at
+# either end, tabs, a carriage return, shell metacharacters, a comment sign, non-ASCII.
+ODD_PASSWORDS = ['a"b', '"', "a\\b", "ab\\", "a\\nb", "a\\x41b", "a'b", " lead", "trail ", "a\tb", "a\rb", "x\r"]
+ODD_PASSWORDS += ["a$b`c$(id)", "#x", "ü-密码", "a\x01b"]
+
+
+@pytest.mark.parametrize("password", ODD_PASSWORDS, ids=repr)
+def test_the_start_script_carries_any_one_line_password_into_redis(
+    default_dist: Dist, tmp_path: Path, password: str
+) -> None:
+    server = Redis(default_dist, tmp_path, REDIS_PASSWORD=password, REDISCLI_AUTH=password).start()
+    try:
+        assert _cli(server.port, "set", "k", "v", password=password).stdout.strip() == "OK"
+        wrong = _cli(server.port, "get", "k", password=password + "x")
+        assert "WRONGPASS" in wrong.stderr and wrong.stdout.strip() != "v"
+    finally:
+        server.stop()
+
+
 # --- an external Redis: without a password, and one that would evict -----------------------
 
 NO_PASSWORD = "redis:\n  external: {host: 10.0.9.15, password: false}\n"
@@ -281,6 +301,18 @@ def test_wait_for_redis_reaches_a_server_without_a_password(no_password_dist: Di
         assert "is answering (maxmemory 67108864, maxmemory-policy noeviction)" in result.stdout
     finally:
         server.stop()
+
+
+def test_a_line_break_in_the_password_stops_redis_which_is_why_the_synth_refuses_it(
+    default_dist: Dist, tmp_path: Path
+) -> None:
+    """app/secrets_store.py refuses such a password (tests/test_bad_input.py): here is why."""
+    server = Redis(default_dist, tmp_path, REDIS_PASSWORD="first\nsecond")
+    done = subprocess.run(
+        server.container["command"], env=server.env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode != 0
+    assert "Unbalanced quotes" in done.stdout + done.stderr
 
 
 def test_wait_for_redis_never_takes_a_missing_password_for_none(default_dist: Dist) -> None:

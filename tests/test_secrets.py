@@ -91,3 +91,17 @@ def test_a_secret_that_cannot_be_generated_must_be_supplied(tmp_path: Path, caps
     assert code == 2
     err = capsys.readouterr().err
     assert "gitlab-application-secret" in err and "SENTRY_K8S_GITLAB_APPLICATION_SECRET" in err
+
+
+def test_an_unknown_sentry_k8s_variable_is_warned_about_by_name(tmp_path: Path, capsys) -> None:
+    # A typo: without the warning, the password would silently come from the file instead.
+    code, _ = synth(tmp_path, extra_env={"SENTRY_K8S_POSTGRES_PASWORD": "typo-test-secret"})
+    assert code == 0
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if "SENTRY_K8S_POSTGRES_PASWORD" in line]
+    assert warning.startswith("warning: SENTRY_K8S_POSTGRES_PASWORD: not read by the synth")
+    for known in ("SENTRY_K8S_POSTGRES_PASSWORD", "SENTRY_K8S_CONFIG", "SENTRY_K8S_SECRETS_FILE"):
+        assert known in warning
+    assert "typo-test-secret" not in err
+    code, _ = synth(tmp_path, outdir=tmp_path / "again")
+    assert code == 0 and "not read by the synth" not in capsys.readouterr().err

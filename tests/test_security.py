@@ -483,3 +483,57 @@ def test_restore_reaches_postgres_with_the_policies_applied_before_restore_mode(
     restore_pod = stack_pods(full_dist)["restore"]
     normal = default_dist.of_kind("NetworkPolicy")
     assert connects(normal, restore_pod, stack_pods(default_dist)["postgresql"], 5432)
+
+
+# --- A namespace shared with other workloads (namespace_shared) ----------------------------
+
+# A neighbour: a pod of another workload in the stack's (shared) namespace.
+NEIGHBOUR = _pod({"app": "grafana"})
+
+
+@pytest.fixture(scope="module")
+def shared_dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    code, dist = synth(tmp_path_factory.mktemp("shared"), "namespace_shared: true\n")
+    assert code == 0
+    return dist
+
+
+def test_a_shared_namespace_is_neither_created_nor_labelled(shared_dist: Dist, tmp_path: Path) -> None:
+    assert not shared_dist.of_kind("Namespace")
+    assert not (shared_dist.path / "00-namespace.k8s.yaml").exists()
+    assert "pod-security.kubernetes.io" not in shared_dist.text()
+    # Kubernetes' own default namespace, once its owner says the stack may share it.
+    code, dist = synth(tmp_path, "namespace: default\nnamespace_shared: true\n")
+    assert code == 0 and not dist.of_kind("Namespace")
+    assert {o["metadata"]["namespace"] for o in dist.objects} == {"default"}
+
+
+def test_in_a_shared_namespace_the_policies_leave_other_pods_alone(shared_dist: Dist) -> None:
+    policies = shared_dist.of_kind("NetworkPolicy")
+    assert all(p["spec"]["podSelector"] for p in policies), "no policy selects every pod of the namespace"
+    stack = stack_pods(shared_dist)
+    # The neighbours talk to each other, the internet and the API server as before...
+    assert connects(policies, NEIGHBOUR, STRANGER, 8080)
+    assert connects(policies, NEIGHBOUR, GITHUB, 443) and connects(policies, NEIGHBOUR, API_SERVER, 6443)
+    assert connects(policies, NEIGHBOUR, {"ip": "8.8.8.8"}, 53, "UDP")
+    # ...while the stack's own pods are as locked down as in a namespace of their own.
+    for name, pod in stack.items():
+        assert not connects(policies, pod, API_SERVER, 443), name
+        assert not connects(policies, pod, NEIGHBOUR, 8080), name
+        assert connects(policies, pod, KUBE_DNS, 53, "UDP"), name
+        assert not connects(policies, pod, {"ip": "8.8.8.8"}, 53, "UDP"), name
+    assert not connects(policies, NEIGHBOUR, stack["postgresql"], 5432)
+    assert not connects(policies, NEIGHBOUR, stack["redis"], 6379)
+    assert connects(policies, stack["web"], stack["postgresql"], 5432)
+
+
+def test_the_default_deny_selects_exactly_the_stacks_pods_in_a_shared_namespace(
+    shared_dist: Dist, full_dist: Dist
+) -> None:
+    (deny,) = [p for p in shared_dist.of_kind("NetworkPolicy") if p["metadata"]["name"] == "sentry-default-deny"]
+    selector = deny["spec"]["podSelector"]
+    everything = {**stack_pods(full_dist), **stack_pods(shared_dist)}  # restore, metrics senders too
+    assert all(_selects(selector, pod["labels"]) for pod in everything.values())
+    assert not _selects(selector, NEIGHBOUR["labels"])
+    other_release = {**stack_pods(shared_dist)["web"]["labels"], "app.kubernetes.io/instance": "other"}
+    assert not _selects(selector, other_release), "another release's pods are its own policies' business"

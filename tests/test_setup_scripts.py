@@ -97,3 +97,35 @@ def test_the_real_sentry_install_is_pinned_exactly() -> None:
     sentry = (PROJECT_DIR / "tools" / "requirements-sentry.txt").read_text()
     for pin in ("sentry==9.1.2", "sentry-plugins==9.1.2", "sentry-sdk==0.13.0", "uWSGI==2.0.18"):
         assert pin in sentry.splitlines(), pin
+
+
+def test_make_refuses_a_lower_case_config_instead_of_building_the_default() -> None:
+    # `make synth config=...` would otherwise synthesize config/minikube.yaml without a word.
+    for typed, meant in (("config", "CONFIG"), ("e2e_args", "E2E_ARGS")):
+        done = subprocess.run(
+            ["make", "-n", "synth", f"{typed}=config/production.yaml"], cwd=PROJECT_DIR, capture_output=True, text=True
+        )
+        assert done.returncode == 2
+        assert f"write {meant}=config/production.yaml" in done.stderr
+        assert "main.py" not in done.stdout
+    done = subprocess.run(
+        ["make", "-n", "synth", "CONFIG=config/production.yaml"], cwd=PROJECT_DIR, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "--config config/production.yaml" in done.stdout
+
+
+def test_setup_says_what_node_20_means_and_goes_on(tmp_path: Path) -> None:
+    # jsii's end-of-life banner, said plainly once (the README's Prerequisites say the same).
+    for version, noted in (("v20.11.1", True), ("v22.12.0", False)):
+        fake_bin = tmp_path / version / "bin"
+        fake_bin.mkdir(parents=True)
+        _script(fake_bin / "node", f"#!/bin/sh\necho {version}\n")
+        project = _setup_copy(tmp_path / version)
+        # A venv that records that setup went on to install into it, and stops there.
+        (project / ".venv" / "bin").mkdir(parents=True)
+        _script(project / ".venv" / "bin" / "python", f"#!/bin/sh\ntouch {project}/installing\nexit 1\n")
+        result = _run_setup(project, fake_bin, sys.executable)
+        note = f"setup: note: Node.js {version} works (the tests run on it), but jsii supports only Node 22 and 24"
+        assert (note in result.stderr) == noted, result.stderr
+        assert "too old" not in result.stderr
+        assert (project / "installing").exists(), "it goes on to install"

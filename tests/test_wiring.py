@@ -41,7 +41,7 @@ SENTRY_CONF_PY = PROJECT_DIR / "constructs" / "sentry_files" / "sentry.conf.py"
 # existing Secret, another database and role, other replicas and schedules, and the
 # optional features (mail, logins, offsite copy, restore) on.
 TUNED_VALUES = """
-namespace: monitoring
+namespace: errors
 release: acme
 capacity: {target: none}
 secrets: {existing_secret: acme-sentry-credentials}

@@ -1,6 +1,7 @@
 """Benchmark PostgreSQL backup and restore on a generated, Sentry-shaped database.
 
-The dataset (database `sentry`, about 0.7 GB with the defaults):
+The dataset (database `sentry`; its size, as pg_database_size measures it, heads the output and
+the table in docs/development.md):
 - `nodestore_node`: event payloads as Sentry 9.1 stores them, JSON compressed with
   zlib and base64-encoded (unique per row, so a second compression gains little);
 - `sentry_groupedmessage`: many narrow rows with four indexes;
@@ -25,7 +26,7 @@ Measured in one run, against the same data, each restore into a new empty server
 The servers are the test servers of tests/servers.py (Debian's PostgreSQL, fsync off),
 so absolute times are this machine's without disk flushes; the ratios are the point.
 
-    .venv/bin/python tools/bench_backup.py                  # ~0.5 GB, 2 rounds: about 7 minutes on 2 cores
+    .venv/bin/python tools/bench_backup.py                  # the default dataset, 2 rounds
     .venv/bin/python tools/bench_backup.py --events 20000 --groups 50000 --large 2   # a smoke run
     .venv/bin/python tools/bench_backup.py --write docs/development.md   # also replace the table there
 

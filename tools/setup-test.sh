@@ -17,6 +17,14 @@ fail() {
   exit 1
 }
 
+# The project's own pins, again when requirements.txt changed since `make setup` (a pull that
+# added a test dependency would otherwise fail the tests with ModuleNotFoundError).
+stamp=.venv/.requirements-installed
+if [[ -x .venv/bin/python ]] && ! cmp -s requirements.txt "$stamp"; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  cp requirements.txt "$stamp"
+fi
+
 # checkov: reinstalled only when its pinned requirements changed.
 stamp=.venv-checkov/.requirements-installed
 if [[ ! -x .venv-checkov/bin/python ]] || ! cmp -s tools/requirements-checkov.txt "$stamp"; then
@@ -32,6 +40,8 @@ command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 [[ -x /usr/bin/tini ]] || need+=(tini)
 [[ -f /usr/share/i18n/locales/en_US ]] || need+=(locales)
+# pg_config and libpq's headers: the sentry-auth image's psycopg2 is built from source.
+command -v pg_config >/dev/null 2>&1 || need+=(libpq-dev)
 if ((${#need[@]} == 0)); then
   exec tools/setup-sentry.sh
 fi

@@ -5,11 +5,13 @@
 # `make test`.
 #
 # It checks its prerequisites first and says what to install, instead of failing half
-# way: Python 3.11+ with venv support, Node.js 20+ with npm.
+# way: Python 3.11+ with venv support, Node.js 20+ with npm (22 or 24 preferred: see below).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 python_bin="${PYTHON:-python3}"
+# When the pinned jsii ended its support of Node 20 (tests/test_docs.py reads it from jsii).
+JSII_NODE20_END=2026-10-30
 fail() {
   echo "setup: $*" >&2
   exit 1
@@ -33,12 +35,19 @@ node_major="${node_version#v}"
 node_major="${node_major%%.*}"
 [[ $node_major =~ ^[0-9]+$ && $node_major -ge 20 ]] ||
   fail "Node.js ${node_version:-of unknown version} is too old: 20 or newer is needed (nodejs.org or NodeSource; Debian 12's own nodejs package is 18)"
+if ((node_major == 20)); then
+  # jsii (which cdk8s runs on) dropped Node 20 on JSII_NODE20_END, its end of life plus six
+  # months, and prints a banner on every start, which main.py and the Makefile silence. The
+  # pinned versions still run on 20 (the tests do), but a newer jsii may refuse it.
+  echo "setup: note: Node.js $node_version works (the tests run on it), but jsii supports only Node 22 and 24 since ${JSII_NODE20_END}: prefer one of those (nodejs.org or NodeSource)" >&2
+fi
 command -v npm >/dev/null 2>&1 || fail "npm not found: it comes with Node.js from nodejs.org or NodeSource (Debian: apt-get install npm)"
 
 if [[ ! -x .venv/bin/python ]]; then
   "$python_bin" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+cp requirements.txt .venv/.requirements-installed
 npm ci --prefix tools --no-fund --no-audit --loglevel=error
 # Byte-compile the 2.8 MB generated bindings once: without a .pyc (e.g. under
 # PYTHONDONTWRITEBYTECODE) every synth would spend ~0.3 s recompiling them.
