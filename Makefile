@@ -9,7 +9,15 @@ $(foreach pair,config:CONFIG Config:CONFIG e2e_args:E2E_ARGS,$(eval typed := $(f
   $(if $(filter command line,$(origin $(typed))),\
     $(error $(typed)=$($(typed)): make's variables are case-sensitive, nothing reads $(typed); write $(lastword $(subst :, ,$(pair)))=$($(typed)))))
 
-.PHONY: help setup synth synth-cli apply test test-setup lint validate e2e imports bench mutants clean
+.PHONY: help setup synth synth-cli apply check test test-setup lint validate e2e imports bench mutants clean
+
+# The inner loop (make check): the properties that matter, without the real servers' slow
+# starts or the real Sentry tier. Everything here runs again in make test.
+CHECK_TESTS := tests/test_wiring.py tests/test_bad_input.py tests/test_constructs_alone.py \
+  tests/test_props.py tests/test_front_door.py tests/test_secrets.py tests/test_ignored.py \
+  tests/test_summary.py tests/test_security.py tests/test_foundation.py tests/test_image_contract.py \
+  tests/test_sentry_conf.py tests/test_day2_review.py tests/test_redis_scripts.py \
+  tests/test_day2.py::test_the_apply_rules_know_which_fields_the_api_server_freezes
 .DEFAULT_GOAL := help
 
 help:             ## list the targets
@@ -27,6 +35,10 @@ synth-cli:        ## the same through the cdk8s CLI (CONFIG and ARGS too)
 
 apply:            ## apply dist/, delete what left it, record it in .state/ (ARGS='--delete-claim NAME', '--only database')
 	$(PY) tools/apply.py $(ARGS)
+
+check: test-setup ## the inner loop, about a minute: lint, wiring, apply rules, bad input, constructs, fast script tests
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest -q -n 2 -m 'not validate and not real_sentry' $(CHECK_TESTS)
 
 test: test-setup  ## lint, the whole test suite, then validate dist/ (installs what the tests need on first use)
 	$(MAKE) --no-print-directory lint
@@ -46,9 +58,10 @@ validate: synth   ## dist/ and the tests' configurations: strict schemas (Kubern
 e2e:              ## prove it on a real minikube (E2E_ARGS=--kind: kind): login, event, zero downtime, backup/restore, NetworkPolicies
 	tools/e2e.sh $(E2E_ARGS)
 
-bench:            ## benchmarks: synth time, backup/restore of a generated Sentry-shaped database (prints figures)
+bench:            ## benchmarks: synth time, backup/restore of a generated Sentry-shaped database, make check and the suite (prints figures)
 	$(PY) tools/bench_synth.py
 	$(PY) tools/bench_backup.py
+	$(PY) tools/bench_checks.py
 
 mutants:          ## mutation check: the suite (no snapshot) must catch each bug in tools/mutants.yaml (slow)
 	$(PY) tools/mutants.py --jobs 2
