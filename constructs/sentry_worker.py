@@ -24,9 +24,10 @@ class SentryWorkerOptions:
     """Worker pods. Default: 2, so a rollout or a node drain keeps one processing events."""
     concurrency: Annotated[int, Range(1, 64)] = 2
     """Celery processes per pod. Default: 2."""
-    resources: Resources = resources("100m", "150Mi", "300m", "3Gi")
-    """Requests and limits of the worker container. Default: 100m / 150Mi requested, 300m / 3Gi
-    at most (a large event's processing briefly needs much more than an idle worker)."""
+    resources: Resources = resources("100m", "288Mi", "300m", "3Gi")
+    """Requests and limits of the worker container. Default: 100m / 288Mi requested (a warm
+    worker with two processes holds about 274 MiB: docs/operations.md, Capacity), 300m / 3Gi at
+    most (a large event's processing briefly needs much more than an idle worker)."""
     termination_grace_seconds: Annotated[int, Range(30, None)] = 300
     """Time a stopping worker gets to finish its running tasks. Default: 300."""
     autoscaling: CpuAutoscaling | None = None

@@ -99,8 +99,8 @@ SUBSTITUTIONS: tuple[Substitution, ...] = (
     Substitution(
         "the image sentry-k8s/sentry-auth:9.1.2 (images/sentry-auth)",
         "the sentry:9.1.2 model plus the PyPI packages of images/sentry-auth/requirements.txt "
-        "and its psycopg2 built from source against this machine's libpq and OpenSSL (a site folder "
-        "only this image's containers see, first on their path); sentry-auth-github is missing",
+        "(a site folder only this image's containers see) and its psycopg2 built from source against "
+        "this machine's libpq and OpenSSL, in place of the wheel's; sentry-auth-github is missing",
         "sentry-auth-github is published only on GitHub (PyPI lists the name with no file), "
         "which these machines cannot reach",
     ),
@@ -285,15 +285,21 @@ def _sentry_model(image: str, install: SentryInstall, with_auth_plugins: bool) -
     venv_bin = install.venv / "bin"
     links = {f"/usr/local/bin/{p.name}": str(p) for p in sorted(venv_bin.iterdir()) if p.is_file() or p.is_symlink()}
     files: dict[str, str] = {}
+    hide = ["/usr/bin/tini", "/usr/bin/tini-static"]
     if with_auth_plugins:
         # onbuild's `pip install -r requirements.txt` put the plugins beside Sentry; here they
         # are a site folder that only this image's view adds (google-* need its .pth files).
         (site,) = install.venv.glob("lib/python2.7/site-packages")
-        # First on the path: the image's psycopg2, built from source, replaced the wheel's.
-        auth = str(install.auth_site)
-        files[f"{site}/sentry-auth-image.pth"] = (
-            f"import site, sys; site.addsitedir({auth!r}); sys.path.remove({auth!r}); sys.path.insert(0, {auth!r})\n"
-        )
+        auth = install.auth_site
+        files[f"{site}/sentry-auth-image.pth"] = f"import site; site.addsitedir({str(auth)!r})\n"
+        # The Dockerfile's `pip install --force-reinstall --no-binary psycopg2-binary` replaced
+        # the wheel's psycopg2 in place; so does the view. (A site folder first on sys.path is
+        # not enough: uWSGI puts its home's site-packages in front, and the web workers went on
+        # loading the wheel's psycopg2, with its OpenSSL 1.0.2.)
+        for wheel in (*site.glob("psycopg2"), *site.glob("psycopg2_binary-*")):
+            hide.append(str(wheel))
+        for built in (*auth.glob("psycopg2"), *auth.glob("psycopg2_binary-*")):
+            links[f"{site}/{built.name}"] = str(built)
     return ImageModel(
         image=image,
         # The image's ENV lines (python:2.7.16-slim-stretch, then docker-sentry's own).
@@ -311,7 +317,7 @@ def _sentry_model(image: str, install: SentryInstall, with_auth_plugins: bool) -
         # `groupadd -r sentry && useradd -r -m -g sentry sentry`: Debian's first system ids.
         user=User("sentry", 999, 999, "sentry", "/home/sentry", "/bin/sh"),
         empty_dirs=("/usr/local/bin", "/home"),
-        hide=("/usr/bin/tini", "/usr/bin/tini-static"),
+        hide=tuple(hide),
         links=links,
         copies={"/usr/local/bin/tini": "/usr/bin/tini"},
         dirs=(

@@ -528,14 +528,22 @@ def secret_object(name: str, namespace: str, data: Mapping[str, str]) -> dict:
     }
 
 
+# In an override: remove the key (a setting the overridden choice makes unused, which the
+# synth would warn about).
+REMOVED = object()
+
+
 def merged_values(path: Path, overrides: Mapping[str, Any]) -> str:
-    """A values file with some keys replaced (mappings merged key by key)."""
+    """A values file with some keys replaced (mappings merged key by key) or REMOVED."""
 
     def merge(base: Any, extra: Any) -> Any:
         if isinstance(base, dict) and isinstance(extra, dict):
             out = dict(base)
             for key, value in extra.items():
-                out[key] = merge(base.get(key), value)
+                if value is REMOVED:
+                    out.pop(key, None)
+                else:
+                    out[key] = merge(base.get(key), value)
             return out
         return copy.deepcopy(extra)
 
@@ -555,6 +563,10 @@ PRODUCTION_OVERRIDES: dict[str, Any] = {
         # Files in a bucket of an S3-compatible store (the file's own example is a claim).
         "filestore": {
             "backend": "s3",
+            # The file's volume settings: a bucket has no volume.
+            "size": REMOVED,
+            "storage_class": REMOVED,
+            "access_mode": REMOVED,
             "s3": {
                 "bucket": S3_BUCKET,
                 "region": "eu-central-1",

@@ -591,7 +591,10 @@ def test_web_pods_serve_with_the_external_database_over_tls() -> None:
     web = stack.start("Deployment", "sentry-web")
     try:
         web.wait_until("web", "readinessProbe", 120)
-        stack.logged_in()
+        # Through the Ingress's headers: its url_prefix is https, so Sentry's cookies are Secure.
+        client = stack.client(connect_to=stack.web_address, headers=INGRESS_HEADERS)
+        client.base_url = f"https://{PUBLIC_HOST}"
+        assert client.login(*stack.admin())
     finally:
         log = stack.container("sentry-web").log()
         web.kill()

@@ -173,10 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             # Keep the install rows of the block as they are: only --install measures them.
             old = DEVELOPMENT.read_text(encoding="utf-8")
             kept = [
-                line for line in old[old.index(TIMES_START) : old.index(TIMES_END)].splitlines() if "install" in line
+                line
+                for line in old[old.index(TIMES_START) : old.index(TIMES_END)].splitlines()
+                if line.startswith("| install,")
             ]
             rows = times.splitlines()
-            times = "\n".join([*rows[:5], *[line for line in kept if line.startswith("| install")], *rows[5:]])
+            times = "\n".join([*rows[:5], *kept, *rows[5:]])
         write_block(DEVELOPMENT, TIMES_START, TIMES_END, times)
     return 0
 
