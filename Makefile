@@ -36,7 +36,7 @@ synth-cli:        ## the same through the cdk8s CLI (CONFIG and ARGS too)
 apply:            ## apply dist/, delete what left it, record it in .state/ (ARGS='--delete-claim NAME', '--only database')
 	$(PY) tools/apply.py $(ARGS)
 
-check: test-setup ## the inner loop, about a minute: lint, wiring, apply rules, bad input, constructs, fast script tests
+check: test-setup ## the inner loop: lint, wiring, apply rules, bad input, constructs, fast script tests
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q -n 2 -m 'not validate and not real_sentry' $(CHECK_TESTS)
 
