@@ -11,6 +11,10 @@ $(foreach pair,config:CONFIG Config:CONFIG e2e_args:E2E_ARGS,$(eval typed := $(f
 
 .PHONY: help setup synth synth-cli apply check test test-setup lint validate e2e imports bench mutants clean
 
+# Two test processes (pytest-xdist), a test file each at a time: the real Sentry tier's file is
+# collected first and goes to the first worker at once (tests/conftest.py), the rest share the other.
+PARALLEL := -n 2 --dist loadfile --no-loadscope-reorder
+
 # The inner loop (make check): the properties that matter, without the real servers' slow
 # starts or the real Sentry tier. Everything here runs again in make test.
 CHECK_TESTS := tests/test_wiring.py tests/test_bad_input.py tests/test_constructs_alone.py \
@@ -42,7 +46,7 @@ check: test-setup ## the inner loop: lint, wiring, apply rules, bad input, const
 
 test: test-setup  ## lint, the whole test suite, then validate dist/ (installs what the tests need on first use)
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL)
 	$(MAKE) --no-print-directory validate
 
 test-setup:       ## what the tests need on top of setup: checkov venv; postgresql, redis-server, shellcheck (apt, root)
@@ -53,7 +57,7 @@ lint:             ## ruff check and format check
 
 validate: synth   ## dist/ and the tests' configurations: strict schemas (Kubernetes 1.27, 1.35, 1.36, 1.37) and checkov, offline
 	$(PY) tools/validate.py dist
-	$(PY) -m pytest -m validate -q
+	$(PY) -m pytest -m validate -q -n 2
 
 e2e:              ## prove it on a real minikube (E2E_ARGS=--kind: kind): login, event, zero downtime, backup/restore, NetworkPolicies
 	tools/e2e.sh $(E2E_ARGS)

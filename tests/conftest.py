@@ -225,33 +225,65 @@ def any_dist(request: pytest.FixtureRequest, default_dist: Dist, full_dist: Dist
 
 
 # --- the real Sentry tier (tests/test_real_sentry.py, tests/real_sentry.py) ----------------
-# Its tests run last, and its slow start (installing, migrating, starting three stacks)
-# begins in the background as soon as they are collected, so that it overlaps the rest of
-# the suite instead of following it.
+# Its slow start (installing, migrating, starting three stacks) runs in the background, so
+# that it overlaps the rest of the suite instead of following it.
+# - One process (plain `pytest`): the tier starts as soon as its tests are collected, and
+#   they run last.
+# - Several (`make test`: pytest-xdist, --dist loadfile --no-loadscope-reorder): its file is
+#   collected first, so the first worker gets it at once and starts the tier with its first
+#   test, while the other workers run the rest; only that worker ever starts it.
 REAL_SENTRY_MARKER = "real_sentry"
+REAL_SENTRY_SUMMARY = "real_sentry_summary"
+_WORKER_SUMMARIES: list[list[str]] = []
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.get_closest_marker(REAL_SENTRY_MARKER) is not None)
+    first = _is_xdist_worker(config)
+    items.sort(key=lambda item: (item.get_closest_marker(REAL_SENTRY_MARKER) is None) == first)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly:
+    if session.config.option.collectonly or _is_xdist_worker(session.config):
         return
     if any(item.get_closest_marker(REAL_SENTRY_MARKER) for item in session.items):
-        from tests import real_sentry
+        _start_real_sentry(session.config)
 
-        real_sentry.start_in_background(session.config._tmp_path_factory.mktemp("real-sentry"))
+
+def _start_real_sentry(config: pytest.Config) -> None:
+    from tests import real_sentry
+
+    real_sentry.start_in_background(config._tmp_path_factory.getbasetemp() / "real-sentry")
+
+
+@pytest.fixture(autouse=True)
+def _real_sentry_started(request: pytest.FixtureRequest) -> None:
+    """Under xdist: the worker that runs the tier's tests starts it with the first of them."""
+    if request.node.get_closest_marker(REAL_SENTRY_MARKER) is not None:
+        _start_real_sentry(request.config)  # idempotent
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     from tests import real_sentry
 
     real_sentry.close_tier()
+    if _is_xdist_worker(session.config):
+        session.config.workeroutput[REAL_SENTRY_SUMMARY] = real_sentry.summary_lines()  # type: ignore[attr-defined]
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist's controller: keep what a worker's tier reported, for the terminal summary."""
+    lines = getattr(node, "workeroutput", {}).get(REAL_SENTRY_SUMMARY)
+    if lines:
+        _WORKER_SUMMARIES.append(lines)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests import real_sentry
 
-    for line in real_sentry.summary_lines():
-        terminalreporter.write_line(line)
+    for lines in [real_sentry.summary_lines(), *_WORKER_SUMMARIES]:
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -35,7 +35,7 @@ MI = 2**20
     ("name", "container", "expected"),
     [
         ("sentry-web", "web", (100, 400 * MI, 600, 3072 * MI)),
-        ("sentry-worker", "worker", (100, 150 * MI, 300, 3072 * MI)),
+        ("sentry-worker", "worker", (100, 288 * MI, 300, 3072 * MI)),
         ("sentry-cron", "cron", (50, 150 * MI, 250, 250 * MI)),
     ],
 )
