@@ -861,17 +861,28 @@ _TIER: Tier | None = None
 _TIER_LOCK = threading.Lock()
 
 
-def start_in_background(root: Path) -> Tier:
-    """Start the tier (idempotent): called when pytest has collected the tier's tests."""
-    global _TIER
+_TIER_ERROR: Exception | None = None
+
+
+def start_in_background(root: Path) -> None:
+    """Start the tier (idempotent): called when pytest has collected the tier's tests.
+
+    A tier that cannot even start (a configuration that no longer synthesizes) is kept as an
+    error that each tier test reports, rather than raised here, where pytest would stop with
+    an internal error instead of failing tests."""
+    global _TIER, _TIER_ERROR
     with _TIER_LOCK:
-        if _TIER is None:
+        if _TIER is None and _TIER_ERROR is None:
             root.mkdir(parents=True, exist_ok=True)
-            _TIER = Tier(root)
-        return _TIER
+            try:
+                _TIER = Tier(root)
+            except Exception as exc:  # reported by every tier test instead
+                _TIER_ERROR = exc
 
 
 def tier() -> Tier:
+    if _TIER_ERROR is not None:
+        raise PodError(f"the real Sentry tier could not start: {_TIER_ERROR}") from _TIER_ERROR
     if _TIER is None:
         raise PodError("the real Sentry tier was not started (tests/conftest.py starts it after collection)")
     return _TIER

@@ -187,3 +187,32 @@ def test_an_external_postgres_is_verified_by_default_and_needs_its_ca() -> None:
         CaCertificate(secret="db-ca", config_map="db-ca")
     with pytest.raises(ValueError, match="exactly one of secret or config_map"):
         CaCertificate()
+
+
+def test_an_options_rule_holds_for_the_props_that_extend_it() -> None:
+    """A library user who builds a construct's props directly (SentryRuntimeProps extends
+    SentryRuntimeOptions) is held to the options' own rules, not only to the props' rules."""
+    from constructs.checks import PropsError, fail, props
+
+    @props
+    class Options:
+        low: int = 1
+        high: int = 2
+
+        def __post_init__(self) -> None:
+            if self.low > self.high:
+                fail(self, "low", "must not exceed high")
+
+    @props
+    class Props(Options):
+        name: str = "x"
+
+        def __post_init__(self) -> None:
+            if not self.name:
+                fail(self, "name", "must not be empty")
+
+    with pytest.raises(PropsError, match=r"Props\.low: must not exceed high"):
+        Props(low=3, high=2)
+    with pytest.raises(PropsError, match=r"Props\.name: must not be empty"):
+        Props(name="")
+    assert Props(low=1, high=2).name == "x"

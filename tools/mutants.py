@@ -73,7 +73,7 @@ DIRECT_TESTS = {
     "constructs/sentry_worker.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
     "constructs/sentry_cron.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
     "constructs/sentry_cleanup.py": ["test_constructs_alone.py", "test_sentry_tier.py"],
-    "constructs/checks.py": ["test_front_door.py", "test_bad_input.py"],
+    "constructs/checks.py": ["test_props.py", "test_front_door.py", "test_bad_input.py"],
     "constructs/props.py": ["test_front_door.py", "test_bad_input.py"],
     "constructs/sentry.py": ["test_front_door.py", "test_props.py", "test_security.py", "test_cluster_features.py"],
     "constructs/kube.py": ["test_wiring.py", "test_foundation.py", "test_cluster_features.py"],
