@@ -228,7 +228,7 @@ def any_dist(request: pytest.FixtureRequest, default_dist: Dist, full_dist: Dist
 # Its slow start (installing, migrating, starting three stacks) runs in the background, so
 # that it overlaps the rest of the suite instead of following it.
 # - One process (plain `pytest`): the tier starts as soon as its tests are collected, and
-#   they run last.
+#   they run last (with -x, only when they are reached).
 # - Several (`make test`: pytest-xdist, --dist loadfile --no-loadscope-reorder): its file is
 #   collected first, so the first worker gets it at once and starts the tier with its first
 #   test, while the other workers run the rest; only that worker ever starts it.
@@ -247,7 +247,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly or _is_xdist_worker(session.config):
+    # With -x (tools/mutants.py runs that way) a run usually ends long before the tier's tests:
+    # the tier then starts only when they are reached, instead of loading the machine for nothing.
+    option = session.config.option
+    if option.collectonly or option.maxfail == 1 or _is_xdist_worker(session.config):
         return
     if any(item.get_closest_marker(REAL_SENTRY_MARKER) for item in session.items):
         _start_real_sentry(session.config)
