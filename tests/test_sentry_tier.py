@@ -312,6 +312,13 @@ def test_pod_request_is_the_larger_of_init_and_app_containers() -> None:
         "containers": [c("100m", "400Mi"), c("50m", "50Mi")],
     }
     assert pod_requests(spec) == Requests(500, 450 * MI)
+    # And the other way round for each resource: an init container that needs more memory
+    # (a migration run before the app starts) holds it, while the apps' CPU adds up.
+    spec = {
+        "initContainers": [c("10m", "2Gi")],
+        "containers": [c("100m", "400Mi"), c("50m", "50Mi")],
+    }
+    assert pod_requests(spec) == Requests(150, 2048 * MI)
 
 
 def _expected_peak(config: StackConfig) -> Requests:
